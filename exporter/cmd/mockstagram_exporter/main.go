@@ -1,0 +1,159 @@
+// Command mockstagram_exporter polls one shard of Mockstagram's influencers
+// every interval and exposes their follower and following counts as
+// Prometheus gauges for VictoriaMetrics to scrape.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/logging"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/webserver"
+)
+
+// cli is every flag of the exporter; each is also an environment variable.
+type cli struct {
+	MockstagramURL []string `name:"mockstagram.url" default:"http://127.0.0.1:3000" sep:"," help:"Mockstagram base URL; repeat (or comma-separate) for several upstreams. A pk always goes to the same upstream."`
+
+	PKMin int64 `name:"pk.min" default:"1000000" help:"First pk of the whole range (all shards)."`
+	PKMax int64 `name:"pk.max" default:"1999999" help:"Last pk of the whole range, inclusive."`
+
+	ShardIndex        int  `name:"shard.index" default:"0" help:"This process owns the pks with (pk - pk.min) % shard.count == shard.index."`
+	ShardCount        int  `name:"shard.count" default:"1" help:"Number of exporter shards sharing the range."`
+	ShardFromHostname bool `name:"shard.from-hostname" help:"Take shard.index from the hostname's trailing ordinal (StatefulSet pods: name-0, name-1, ...)."`
+
+	PollInterval     time.Duration `name:"poll.interval" default:"60s" help:"Every owned pk is polled once per interval, spread evenly over it."`
+	PollConcurrency  int           `name:"poll.concurrency" default:"512" help:"Polls in flight at most (also the connection pool size per upstream). Needs about rate x latency."`
+	PollTimeout      time.Duration `name:"poll.timeout" default:"5s" help:"Timeout of one poll attempt."`
+	PollRetries      int           `name:"poll.retries" default:"2" help:"Extra attempts for a failed poll, within the pk's interval."`
+	PollRetryBackoff time.Duration `name:"poll.retry-backoff" default:"1s" help:"Delay before the first retry; doubles with each attempt."`
+	CoverageMaxAge   time.Duration `name:"coverage.max-age" default:"0s" help:"A sample younger than this counts as fresh in the coverage metrics; 0 means poll.interval + poll.timeout."`
+
+	WebListenAddress []string `name:"web.listen-address" default:":9866" sep:"," help:"Addresses to serve /metrics, the telemetry path and the landing page on."`
+	WebConfigFile    string   `name:"web.config.file" type:"existingfile" help:"Prometheus exporter-toolkit web config file for TLS and basic auth."`
+	WebMetricsPath   string   `name:"web.metrics-path" default:"/metrics" help:"Path of the influencer gauges."`
+	WebTelemetryPath string   `name:"web.telemetry-path" default:"/telemetry" help:"Path of the exporter's own metrics."`
+
+	Log logging.Flags `embed:""`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// parse reads the command line into a cli; kong's own exit is turned into an
+// error so that tests can parse.
+func parse(args []string, stdout io.Writer) (*cli, *kong.Context, error) {
+	var c cli
+	exited := false
+	p, err := kong.New(&c,
+		kong.Name("mockstagram_exporter"),
+		kong.Description("Polls a shard of Mockstagram's influencers and exposes them as Prometheus gauges."),
+		kong.DefaultEnvars("MOCKSTAGRAM_EXPORTER"),
+		kong.Writers(stdout, stdout),
+		kong.Exit(func(int) { exited = true }),
+	)
+	if err != nil {
+		return nil, nil, err
+	}
+	kctx, err := p.Parse(args)
+	if exited {
+		return nil, nil, errHelp
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	return &c, kctx, nil
+}
+
+var errHelp = errors.New("help printed")
+
+// config turns the flags into an exporter configuration.
+func (c *cli) config() (exporter.Config, error) {
+	shard := pkrange.Shard{Index: c.ShardIndex, Count: c.ShardCount}
+	if c.ShardFromHostname {
+		h, err := pkrange.Hostname()
+		if err != nil {
+			return exporter.Config{}, fmt.Errorf("cannot read hostname for --shard.from-hostname: %w", err)
+		}
+		if shard.Index, err = pkrange.OrdinalFromHostname(h); err != nil {
+			return exporter.Config{}, err
+		}
+	}
+	cfg := exporter.Config{
+		URLs:         c.MockstagramURL,
+		Range:        pkrange.Range{Min: c.PKMin, Max: c.PKMax},
+		Shard:        shard,
+		Interval:     c.PollInterval,
+		Timeout:      c.PollTimeout,
+		Concurrency:  c.PollConcurrency,
+		Retries:      c.PollRetries,
+		RetryBackoff: c.PollRetryBackoff,
+		MaxAge:       c.CoverageMaxAge,
+	}
+	return cfg, cfg.Validate()
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	c, _, err := parse(args, stdout)
+	if errors.Is(err, errHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "mockstagram_exporter: %v\n", err)
+		return 2
+	}
+	log, err := c.Log.New(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mockstagram_exporter: %v\n", err)
+		return 2
+	}
+	cfg, err := c.config()
+	if err != nil {
+		log.Error("invalid configuration", "err", err)
+		return 2
+	}
+	cfg.Logger = log
+	if err := serve(ctx, c, cfg); err != nil {
+		log.Error("exporter failed", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, c *cli, cfg exporter.Config) error {
+	e, err := exporter.New(cfg)
+	if err != nil {
+		return err
+	}
+	srv, err := webserver.Listen(webserver.Config{
+		ListenAddresses: c.WebListenAddress,
+		WebConfigFile:   c.WebConfigFile,
+	}, e.Handler(c.WebMetricsPath, c.WebTelemetryPath), cfg.Logger)
+	if err != nil {
+		return err
+	}
+	cfg.Logger.Info("serving", "addresses", srv.Addrs(), "metrics_path", c.WebMetricsPath, "telemetry_path", c.WebTelemetryPath)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		e.Run(gctx)
+		return nil
+	})
+	g.Go(func() error { return srv.Serve(gctx) })
+	err = g.Wait()
+	cfg.Logger.Info("stopped")
+	return err
+}

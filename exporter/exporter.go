@@ -1,0 +1,229 @@
+// Package exporter polls Mockstagram for the influencers one shard owns and
+// exposes their latest followerCount and followingCount as Prometheus gauges,
+// streamed from dense arrays.
+package exporter
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+)
+
+// Config is everything an exporter shard needs. The command line maps onto it.
+type Config struct {
+	URLs         []string      // Mockstagram base URLs; a pk always goes to the same one
+	Range        pkrange.Range // the whole pk space, shared by all shards
+	Shard        pkrange.Shard // which part of it this process owns
+	Interval     time.Duration // every owned pk is polled once per interval
+	Timeout      time.Duration // per poll attempt
+	Concurrency  int           // polls in flight at most
+	Retries      int           // extra attempts per pk and interval
+	RetryBackoff time.Duration // first retry delay; doubles per attempt
+	MaxAge       time.Duration // a sample younger than this counts as fresh; 0 = Interval + Timeout
+	TLSConfig    *tls.Config   // for https upstreams; nil = system defaults
+	Logger       *slog.Logger  // nil = slog.Default()
+	LogInterval  time.Duration // at most one poll error log line per reason per LogInterval
+}
+
+// Validate reports a configuration that cannot work, naming the flag to change.
+func (c *Config) Validate() error {
+	if len(c.URLs) == 0 {
+		return errors.New("no Mockstagram URL; set --mockstagram.url")
+	}
+	if err := c.Range.Validate(); err != nil {
+		return err
+	}
+	if err := c.Shard.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.Interval < time.Second:
+		return fmt.Errorf("poll.interval=%s is below 1s", c.Interval)
+	case c.Timeout <= 0:
+		return fmt.Errorf("poll.timeout=%s must be positive", c.Timeout)
+	case c.Timeout > c.Interval:
+		return fmt.Errorf("poll.timeout=%s exceeds poll.interval=%s; a poll must end before the pk is due again", c.Timeout, c.Interval)
+	case c.Concurrency < 1:
+		return fmt.Errorf("poll.concurrency=%d must be at least 1", c.Concurrency)
+	case c.Retries < 0 || c.Retries > 10:
+		return fmt.Errorf("poll.retries=%d must be in 0..10", c.Retries)
+	case c.Retries > 0 && c.RetryBackoff <= 0:
+		return fmt.Errorf("poll.retry-backoff=%s must be positive when poll.retries > 0", c.RetryBackoff)
+	case c.MaxAge < 0:
+		return fmt.Errorf("coverage.max-age=%s must not be negative", c.MaxAge)
+	}
+	return nil
+}
+
+// Exporter polls one shard of influencers and serves them.
+type Exporter struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *Store
+	upstreams []*Upstream
+	sched     *scheduler
+	tel       *telemetry
+	logLimit  [numReasons]atomic.Int64 // unix ns of the last logged line per reason
+
+	started   atomic.Bool
+	lastCycle atomic.Pointer[CycleReport]
+}
+
+// New validates cfg and prepares a shard; Run starts polling.
+func New(cfg Config) (*Exporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = cfg.Interval + cfg.Timeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.LogInterval == 0 {
+		cfg.LogInterval = 10 * time.Second
+	}
+	pks := pkrange.Owned(cfg.Range, cfg.Shard)
+	e := &Exporter{cfg: cfg, log: cfg.Logger, store: NewStore(pks)}
+	for _, u := range cfg.URLs {
+		// Each upstream may get every worker's connection at once.
+		up, err := NewUpstream(u, cfg.Concurrency, cfg.Timeout, cfg.TLSConfig)
+		if err != nil {
+			return nil, err
+		}
+		e.upstreams = append(e.upstreams, up)
+	}
+	e.sched = newScheduler(pks.Len, cfg.Interval, cfg.Timeout, cfg.Concurrency, cfg.Retries, cfg.RetryBackoff)
+	e.tel = newTelemetry(e)
+	e.sched.onCycle = e.cycleDone
+	e.sched.onMissed = func(n int) { e.tel.missed.Add(float64(n)) }
+	return e, nil
+}
+
+// Store returns the exporter's sample store.
+func (e *Exporter) Store() *Store { return e.store }
+
+// Run polls until ctx ends, then waits for the polls in flight.
+func (e *Exporter) Run(ctx context.Context) {
+	pks := e.store.PKs()
+	e.log.Info("polling", "shard", e.cfg.Shard.Index, "shards", e.cfg.Shard.Count,
+		"pks", pks.Len, "first_pk", pks.First, "step", pks.Step,
+		"interval", e.cfg.Interval, "rate_per_second", float64(pks.Len)/e.cfg.Interval.Seconds(),
+		"concurrency", e.cfg.Concurrency, "upstreams", len(e.upstreams))
+	var wg sync.WaitGroup
+	for range e.cfg.Concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.work()
+		}()
+	}
+	e.started.Store(true)
+	e.sched.run(ctx)
+	wg.Wait()
+	for _, up := range e.upstreams {
+		up.client.CloseIdleConnections()
+	}
+}
+
+// upstreamFor maps a pk to its upstream with a fixed hash, so that a pk
+// always meets the same upstream state whatever the shard layout, and every
+// shard spreads over all upstreams.
+func (e *Exporter) upstreamFor(pk int64) int {
+	if len(e.upstreams) == 1 {
+		return 0
+	}
+	h := uint64(pk) * 0x9E3779B97F4A7C15
+	h ^= h >> 32
+	return int(h % uint64(len(e.upstreams)))
+}
+
+func (e *Exporter) work() {
+	var p poller
+	pks := e.store.PKs()
+	for j := range e.sched.jobs {
+		pk := pks.PK(int(j.idx))
+		u := e.upstreamFor(pk)
+		up := e.upstreams[u]
+		e.tel.inflight.Inc()
+		start := time.Now()
+		res := p.poll(up, pk, e.cfg.Timeout)
+		end := time.Now()
+		e.tel.inflight.Dec()
+		e.tel.latency[u].Observe(end.Sub(start).Seconds())
+		e.tel.polls[u][res.reason].Inc()
+		if res.reason == OK {
+			up.consecutiveFailures.Store(0)
+			e.store.Set(int(j.idx), res.sample)
+			if res.name != nil {
+				e.store.SetUsername(int(j.idx), res.name)
+			}
+			e.sched.complete(j, true, end)
+			continue
+		}
+		up.consecutiveFailures.Add(1)
+		e.logPollError(up, pk, j, res)
+		if res.reason.retryable() && e.sched.retryAt(j, end) {
+			e.tel.retries.Inc()
+			continue
+		}
+		e.sched.complete(j, false, end)
+	}
+}
+
+// logPollError logs at most one line per reason per LogInterval, and counts
+// the rest, so that an upstream outage cannot flood the log.
+func (e *Exporter) logPollError(up *Upstream, pk int64, j job, res result) {
+	now := time.Now().UnixNano()
+	last := &e.logLimit[res.reason]
+	prev := last.Load()
+	if now-prev < int64(e.cfg.LogInterval) || !last.CompareAndSwap(prev, now) {
+		e.tel.logsDropped.Inc()
+		return
+	}
+	e.log.Warn("poll failed", "upstream", up.URL, "pk", pk, "reason", res.reason.String(),
+		"attempt", int(j.attempt)+1, "err", res.err)
+}
+
+func (e *Exporter) cycleDone(r CycleReport) {
+	e.lastCycle.Store(&r)
+	e.tel.cycles.Inc()
+	e.tel.lastCycleCoverage.Set(r.Coverage())
+	e.tel.lastCycleDuration.Set(r.Duration.Seconds())
+	e.tel.lastCycleFailed.Set(float64(r.Failed))
+	e.tel.lastCycleMissed.Set(float64(r.Missed))
+	lvl := slog.LevelInfo
+	if r.Failed+r.Missed > 0 {
+		lvl = slog.LevelWarn
+	}
+	e.log.Log(context.Background(), lvl, "cycle done", "cycle", r.Cycle, "owned", r.Owned,
+		"polled", r.Polled, "failed", r.Failed, "missed", r.Missed,
+		"coverage", fmt.Sprintf("%.4f", r.Coverage()), "duration", r.Duration.Round(time.Millisecond))
+}
+
+// LastCycle returns the report of the last finished cycle, if any.
+func (e *Exporter) LastCycle() (CycleReport, bool) {
+	r := e.lastCycle.Load()
+	if r == nil {
+		return CycleReport{}, false
+	}
+	return *r, true
+}
+
+// Freshness scans the store for fresh samples.
+func (e *Exporter) Freshness() Freshness {
+	now := time.Now()
+	fresh, polled, oldest := e.store.Freshness(now.Add(-e.cfg.MaxAge).UnixMilli())
+	f := Freshness{Owned: e.store.Len(), Fresh: fresh, Polled: polled}
+	if oldest > 0 {
+		f.OldestAge = now.Sub(time.UnixMilli(oldest))
+	}
+	return f
+}

@@ -1,0 +1,154 @@
+package exporter
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+)
+
+const namespace = "mockstagram_exporter"
+
+// telemetry is the exporter's own small set of metrics, served on the
+// telemetry path through client_golang. Counters used per poll are resolved
+// once into arrays so that the poll path does no map lookup.
+type telemetry struct {
+	reg *prometheus.Registry
+
+	polls    [][numReasons]prometheus.Counter // [upstream][reason]
+	latency  []prometheus.Observer            // [upstream]
+	inflight prometheus.Gauge
+	retries  prometheus.Counter
+	missed   prometheus.Counter
+	cycles   prometheus.Counter
+	lastCycleCoverage,
+	lastCycleDuration,
+	lastCycleFailed,
+	lastCycleMissed prometheus.Gauge
+	renderSeconds *prometheus.HistogramVec
+	renderBytes   *prometheus.CounterVec
+	logsDropped   prometheus.Counter
+}
+
+func newTelemetry(e *Exporter) *telemetry {
+	reg := prometheus.NewRegistry()
+	t := &telemetry{reg: reg}
+	f := func(c prometheus.Collector) { reg.MustRegister(c) }
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f(versioncollector.NewCollector(namespace))
+
+	pollsVec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: namespace, Name: "polls_total",
+		Help: "Polls of Mockstagram by upstream and outcome: success, or the reason the poll failed (retries count again).",
+	}, []string{"upstream", "outcome"})
+	latencyVec := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "poll_duration_seconds",
+		Help:    "Duration of one poll of Mockstagram, whatever its outcome.",
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"upstream"})
+	f(pollsVec)
+	f(latencyVec)
+	t.polls = make([][numReasons]prometheus.Counter, len(e.upstreams))
+	t.latency = make([]prometheus.Observer, len(e.upstreams))
+	for u, up := range e.upstreams {
+		for r := Reason(0); r < numReasons; r++ {
+			t.polls[u][r] = pollsVec.WithLabelValues(up.URL, r.String())
+		}
+		t.latency[u] = latencyVec.WithLabelValues(up.URL)
+		up := up
+		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Namespace: namespace, Name: "upstream_up",
+			Help:        "1 while the upstream answers; 0 after 10 consecutive failed polls, until one succeeds.",
+			ConstLabels: prometheus.Labels{"upstream": up.URL},
+		}, func() float64 {
+			if up.consecutiveFailures.Load() >= 10 {
+				return 0
+			}
+			return 1
+		}))
+	}
+
+	t.inflight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "polls_in_flight", Help: "Polls waiting for Mockstagram's answer."})
+	t.retries = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "poll_retries_total", Help: "Failed polls scheduled for another attempt within the pk's interval."})
+	t.missed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "polls_missed_total", Help: "Scheduled polls never dispatched because the shard fell behind its schedule; raise --poll.concurrency or add shards."})
+	t.cycles = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "cycles_total", Help: "Finished poll cycles."})
+	t.lastCycleCoverage = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_cycle_coverage_ratio", Help: "Fraction of owned influencers polled successfully in the last finished cycle."})
+	t.lastCycleDuration = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_cycle_duration_seconds", Help: "From the start of the last finished cycle to the end of its last poll (about one interval when on schedule)."})
+	t.lastCycleFailed = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_cycle_failed_influencers", Help: "Influencers of the last finished cycle whose every attempt failed."})
+	t.lastCycleMissed = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_cycle_missed_influencers", Help: "Influencers of the last finished cycle never dispatched (the shard was behind)."})
+	t.renderSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: namespace, Name: "render_duration_seconds",
+		Help:    "Time to render and send one influencer exposition (one /metrics scrape or slice).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+	}, []string{"encoding"})
+	t.renderBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "render_bytes_total", Help: "Bytes of influencer exposition sent, after compression."}, []string{"encoding"})
+	t.logsDropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "log_messages_suppressed_total", Help: "Poll error log lines suppressed by the per-reason rate limit."})
+	for _, c := range []prometheus.Collector{t.inflight, t.retries, t.missed, t.cycles, t.lastCycleCoverage, t.lastCycleDuration, t.lastCycleFailed, t.lastCycleMissed, t.renderSeconds, t.renderBytes, t.logsDropped} {
+		f(c)
+	}
+
+	owned := float64(e.store.Len())
+	gauge := func(name, help string, fn func() float64) {
+		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, fn))
+	}
+	gauge("owned_influencers", "Influencers this shard polls.", func() float64 { return owned })
+	gauge("poll_interval_seconds", "Configured --poll.interval.", func() float64 { return e.cfg.Interval.Seconds() })
+	gauge("cycle_progress_ratio", "Fraction of the current cycle's influencers dispatched.", func() float64 {
+		_, sent, _ := e.sched.progress()
+		if owned == 0 {
+			return 1
+		}
+		return float64(sent) / owned
+	})
+	gauge("schedule_lag_seconds", "How far dispatching is behind the even schedule; above 0 for long means the shard is saturated.", func() float64 {
+		return e.sched.lag().Seconds()
+	})
+	f(&freshnessCollector{e: e})
+	return t
+}
+
+var (
+	descFresh = prometheus.NewDesc(namespace+"_fresh_influencers",
+		"Owned influencers with a sample younger than --coverage.max-age.", nil, nil)
+	descPolled = prometheus.NewDesc(namespace+"_polled_influencers",
+		"Owned influencers with at least one sample since start.", nil, nil)
+	descCoverage = prometheus.NewDesc(namespace+"_coverage_ratio",
+		"fresh_influencers / owned_influencers.", nil, nil)
+	descOldest = prometheus.NewDesc(namespace+"_oldest_sample_age_seconds",
+		"Age of the oldest sample held (0 while nothing is held).", nil, nil)
+)
+
+// freshnessCollector scans the poll times at scrape time (about a
+// millisecond per million influencers), so coverage is exact, not sampled.
+type freshnessCollector struct{ e *Exporter }
+
+func (c *freshnessCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descFresh
+	ch <- descPolled
+	ch <- descCoverage
+	ch <- descOldest
+}
+
+func (c *freshnessCollector) Collect(ch chan<- prometheus.Metric) {
+	f := c.e.Freshness()
+	ch <- prometheus.MustNewConstMetric(descFresh, prometheus.GaugeValue, float64(f.Fresh))
+	ch <- prometheus.MustNewConstMetric(descPolled, prometheus.GaugeValue, float64(f.Polled))
+	ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, f.Coverage())
+	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, f.OldestAge.Seconds())
+}
+
+// Freshness is a snapshot of how current the shard's data is.
+type Freshness struct {
+	Owned, Fresh, Polled int
+	OldestAge            time.Duration
+}
+
+// Coverage is the fraction of owned influencers with a fresh sample.
+func (f Freshness) Coverage() float64 {
+	if f.Owned == 0 {
+		return 1
+	}
+	return float64(f.Fresh) / float64(f.Owned)
+}

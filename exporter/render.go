@@ -1,0 +1,295 @@
+package exporter
+
+import (
+	"bytes"
+	"io"
+	"strconv"
+
+	"github.com/klauspost/compress/gzip"
+)
+
+// Metric names of the influencer exposition. They are part of the public
+// interface: rules, dashboards and rankd query them by name.
+const (
+	MetricFollowers = "mockstagram_influencer_followers"
+	MetricFollowing = "mockstagram_influencer_following"
+	MetricInfo      = "mockstagram_influencer_info"
+)
+
+const renderFlushSize = 128 << 10
+
+// renderer appends exposition lines to a reusable buffer and hands it to the
+// writer in large chunks, so one scrape costs a few hundred writes, not
+// millions.
+type renderer struct {
+	w   io.Writer
+	buf []byte
+	n   int64
+	err error
+}
+
+func (r *renderer) flush() {
+	if r.err != nil || len(r.buf) == 0 {
+		r.buf = r.buf[:0]
+		return
+	}
+	n, err := r.w.Write(r.buf)
+	r.n += int64(n)
+	r.err = err
+	r.buf = r.buf[:0]
+}
+
+func (r *renderer) maybeFlush() {
+	if len(r.buf) >= renderFlushSize {
+		r.flush()
+	}
+}
+
+// SliceBounds returns the index range [lo, hi) of slice k of n over length
+// items. Slices are contiguous and differ in size by at most one.
+func SliceBounds(length, k, n int) (lo, hi int) {
+	return k * length / n, (k + 1) * length / n
+}
+
+// WriteExposition streams the Prometheus text exposition of the influencers
+// at indexes [lo, hi) to w: followers and following, each with its poll time
+// as the sample timestamp, then the info series carrying the username.
+// Influencers never polled are absent. It returns the bytes written.
+func (s *Store) WriteExposition(w io.Writer, lo, hi int) (int64, error) {
+	r := &renderer{w: w, buf: make([]byte, 0, renderFlushSize+256)}
+	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true)
+	s.renderValues(r, lo, hi, MetricFollowing, helpFollowing, false)
+	s.renderInfo(r, lo, hi)
+	r.flush()
+	return r.n, r.err
+}
+
+const (
+	helpFollowers = "The influencer's followerCount at its latest successful poll; the sample timestamp is the poll time."
+	helpFollowing = "The influencer's followingCount at its latest successful poll; the sample timestamp is the poll time."
+	helpInfo      = "Identity of the influencer; always 1. Join on pk to get the username."
+)
+
+// WriteGzipExposition writes the same exposition as WriteExposition,
+// gzip-compressed, as two gzip members: the counts, compressed anew, and
+// the info series, which change only when an influencer is first polled or
+// renames, compressed once and reused. Every gzip reader (Go's, zlib's,
+// curl's, VictoriaMetrics' and Prometheus' scrapers) reads concatenated
+// members as one stream. It saves about a third of the compression work.
+func (s *Store) WriteGzipExposition(w io.Writer, gz *gzip.Writer, lo, hi int) error {
+	gz.Reset(w)
+	r := &renderer{w: gz, buf: make([]byte, 0, renderFlushSize+256)}
+	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true)
+	s.renderValues(r, lo, hi, MetricFollowing, helpFollowing, false)
+	r.flush()
+	if r.err != nil {
+		return r.err
+	}
+	if err := gz.Close(); err != nil {
+		return err
+	}
+	_, err := w.Write(s.gzipInfo(gz, lo, hi))
+	return err
+}
+
+// gzipInfo returns the info series of [lo, hi) as one gzip member, from the
+// cache when no influencer of the store was first polled or renamed since.
+func (s *Store) gzipInfo(gz *gzip.Writer, lo, hi int) []byte {
+	gen := s.infoGen.Load()
+	key := [2]int{lo, hi}
+	s.cacheMu.Lock()
+	c, ok := s.infoCache[key]
+	s.cacheMu.Unlock()
+	if ok && c.gen == gen {
+		return c.data
+	}
+	var buf bytes.Buffer
+	gz.Reset(&buf)
+	r := &renderer{w: gz, buf: make([]byte, 0, renderFlushSize+256)}
+	s.renderInfo(r, lo, hi)
+	r.flush()
+	gz.Close()
+	s.cacheMu.Lock()
+	if len(s.infoCache) >= maxInfoCache {
+		clear(s.infoCache) // callers use a handful of slicings; never grow without bound
+	}
+	s.infoCache[key] = infoBlock{gen: gen, data: buf.Bytes()}
+	s.cacheMu.Unlock()
+	return buf.Bytes()
+}
+
+const maxInfoCache = 256
+
+type infoBlock struct {
+	gen  uint64
+	data []byte
+}
+
+func (s *Store) renderValues(r *renderer, lo, hi int, name, help string, followers bool) {
+	r.buf = appendHeader(r.buf, name, help)
+	if lo >= hi {
+		return
+	}
+	// The line head `name{pk="1000001"} ` is kept as one buffer whose pk
+	// digits are advanced in place, so a line costs one copy for its head
+	// instead of a full integer formatting of the pk.
+	head := newPKText(name+`{pk="`, s.pks.PK(lo), `"} `)
+	// Poll times of neighbouring influencers are often equal to the
+	// millisecond, because the scheduler polls them in index order.
+	var lastTs int64 = -1
+	var tsText [24]byte
+	tsLen := 0
+	for i := lo; i < hi; i++ {
+		if i > lo {
+			head.advance(s.pks.Step, s.pks.PK(i))
+		}
+		smp, ok := s.Get(i)
+		if !ok {
+			continue
+		}
+		v := smp.Following
+		if followers {
+			v = smp.Followers
+		}
+		if smp.TimeMs != lastTs {
+			lastTs = smp.TimeMs
+			tsText[0] = ' '
+			tsLen = len(strconv.AppendInt(tsText[:1], smp.TimeMs, 10))
+			tsText[tsLen] = '\n'
+			tsLen++
+		}
+		b := append(r.buf, head.buf...)
+		b = appendUint32(b, v)
+		r.buf = append(b, tsText[:tsLen]...)
+		r.maybeFlush()
+	}
+}
+
+func (s *Store) renderInfo(r *renderer, lo, hi int) {
+	r.buf = appendHeader(r.buf, MetricInfo, helpInfo)
+	if lo >= hi {
+		return
+	}
+	odd := s.oddUsernamesSnapshot()
+	// Both pk occurrences of `..{pk="P",username="influencer-P"} 1` are
+	// advanced in place.
+	line := newPKText(MetricInfo+`{pk="`, s.pks.PK(lo), `",username="influencer-`)
+	tail := newPKText("", s.pks.PK(lo), "\"} 1\n")
+	for i := lo; i < hi; i++ {
+		if i > lo {
+			pk := s.pks.PK(i)
+			line.advance(s.pks.Step, pk)
+			tail.advance(s.pks.Step, pk)
+		}
+		if s.TimeMs(i) == 0 {
+			continue
+		}
+		if name, ok := odd[int32(i)]; ok {
+			b := append(r.buf, line.buf[:line.end]...)
+			b = append(b, `",username="`...)
+			b = appendEscapedLabelValue(b, name)
+			r.buf = append(b, "\"} 1\n"...)
+		} else {
+			r.buf = append(append(r.buf, line.buf...), tail.buf...)
+		}
+		r.maybeFlush()
+	}
+}
+
+// pkText is prefix + decimal pk + suffix, with the pk's digits at
+// buf[start:end], advanced in place by decimal addition.
+type pkText struct {
+	prefix, suffix string
+	buf            []byte
+	start, end     int
+}
+
+func newPKText(prefix string, pk int64, suffix string) *pkText {
+	t := &pkText{prefix: prefix, suffix: suffix}
+	t.set(pk)
+	return t
+}
+
+func (t *pkText) set(pk int64) {
+	t.buf = append(t.buf[:0], t.prefix...)
+	t.start = len(t.buf)
+	t.buf = strconv.AppendInt(t.buf, pk, 10)
+	t.end = len(t.buf)
+	t.buf = append(t.buf, t.suffix...)
+}
+
+// advance adds step to the digits; pk is the expected result, used when the
+// number of digits grows.
+func (t *pkText) advance(step int64, pk int64) {
+	d := t.buf[t.start:t.end]
+	if last := &d[len(d)-1]; step < 10 && int64(*last-'0')+step < 10 {
+		*last += byte(step) // the common case: no carry
+		return
+	}
+	carry := step
+	for k := len(d) - 1; k >= 0 && carry > 0; k-- {
+		v := int64(d[k]-'0') + carry
+		d[k] = byte('0' + v%10)
+		carry = v / 10
+	}
+	if carry > 0 {
+		t.set(pk)
+	}
+}
+
+const digitPairs = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+
+// appendUint32 is strconv.AppendUint without the generic base handling,
+// writing the digits straight into b.
+func appendUint32(b []byte, v uint32) []byte {
+	n := 1
+	for x := v; x >= 10; x /= 10 {
+		n++
+	}
+	l := len(b)
+	if cap(b)-l < n {
+		b = append(b, make([]byte, n)...)[:l]
+	}
+	b = b[:l+n]
+	i := l + n
+	for v >= 100 {
+		q := v / 100
+		r := (v - q*100) * 2
+		i -= 2
+		b[i], b[i+1] = digitPairs[r], digitPairs[r+1]
+		v = q
+	}
+	if v >= 10 {
+		b[i-2], b[i-1] = digitPairs[v*2], digitPairs[v*2+1]
+	} else {
+		b[i-1] = byte('0' + v)
+	}
+	return b
+}
+
+func appendHeader(b []byte, name, help string) []byte {
+	b = append(b, "# HELP "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = append(b, help...)
+	b = append(b, "\n# TYPE "...)
+	b = append(b, name...)
+	return append(b, " gauge\n"...)
+}
+
+// appendEscapedLabelValue escapes a label value as the text format requires.
+func appendEscapedLabelValue(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; c {
+		case '\\':
+			b = append(b, `\\`...)
+		case '"':
+			b = append(b, `\"`...)
+		case '\n':
+			b = append(b, `\n`...)
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}

@@ -1,0 +1,190 @@
+package exporter
+
+import (
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+)
+
+// writing marks a slot whose values are being replaced. Poll times are Unix
+// milliseconds, so they are always positive; 0 means never polled.
+const writing = -1
+
+// Store holds the latest sample of every owned influencer in dense arrays
+// indexed by the pk's position in the shard's slice: 16 bytes per influencer
+// and no pointer for the garbage collector to chase.
+//
+// Each slot is a tiny seqlock keyed on the poll time, which only grows: a
+// writer swaps the time for the writing mark, stores the values, then stores
+// the new time; a reader retries when the time changed under it. Readers never
+// block writers for longer than two atomic stores, and the scrape writer never
+// takes a lock.
+type Store struct {
+	pks  pkrange.Slice
+	vals []atomic.Uint64 // followers<<32 | following
+	ts   []atomic.Int64  // poll time, Unix ms; 0 = never; writing = being replaced
+
+	// Mockstagram's usernames are always "influencer-<pk>"; anything else is
+	// kept here so that the common case costs no string per influencer.
+	mu           sync.RWMutex
+	oddUsernames map[int32]string
+
+	// infoGen changes whenever the info series could change: an influencer
+	// polled for the first time, or a username changed.
+	infoGen   atomic.Uint64
+	cacheMu   sync.Mutex
+	infoCache map[[2]int]infoBlock
+}
+
+// NewStore returns an empty store for the given pks.
+func NewStore(pks pkrange.Slice) *Store {
+	return &Store{
+		pks:          pks,
+		vals:         make([]atomic.Uint64, pks.Len),
+		ts:           make([]atomic.Int64, pks.Len),
+		oddUsernames: map[int32]string{},
+		infoCache:    map[[2]int]infoBlock{},
+	}
+}
+
+// Len is the number of influencers the store holds slots for.
+func (s *Store) Len() int { return s.pks.Len }
+
+// PKs describes the pks the store holds.
+func (s *Store) PKs() pkrange.Slice { return s.pks }
+
+// Sample is one influencer's values at one poll.
+type Sample struct {
+	Followers, Following uint32
+	TimeMs               int64 // poll time, Unix milliseconds
+}
+
+// Set stores a sample for the influencer at index i unless the slot already
+// holds a sample at least as new. It reports whether the sample was stored.
+func (s *Store) Set(i int, smp Sample) bool {
+	if smp.TimeMs <= 0 {
+		return false
+	}
+	slot := &s.ts[i]
+	first := false
+	for {
+		old := slot.Load()
+		if old == writing {
+			runtime.Gosched()
+			continue
+		}
+		if smp.TimeMs <= old {
+			return false
+		}
+		if slot.CompareAndSwap(old, writing) {
+			first = old == 0
+			break
+		}
+	}
+	s.vals[i].Store(uint64(smp.Followers)<<32 | uint64(smp.Following))
+	slot.Store(smp.TimeMs)
+	if first {
+		s.infoGen.Add(1)
+	}
+	return true
+}
+
+// Get returns the latest sample of the influencer at index i; ok is false
+// when it was never polled successfully.
+func (s *Store) Get(i int) (smp Sample, ok bool) {
+	slot := &s.ts[i]
+	for {
+		t := slot.Load()
+		if t == 0 {
+			return Sample{}, false
+		}
+		if t == writing {
+			runtime.Gosched()
+			continue
+		}
+		v := s.vals[i].Load()
+		if slot.Load() == t {
+			return Sample{Followers: uint32(v >> 32), Following: uint32(v), TimeMs: t}, true
+		}
+	}
+}
+
+// TimeMs returns the poll time of the influencer at index i (0 when never polled).
+func (s *Store) TimeMs(i int) int64 {
+	for {
+		t := s.ts[i].Load()
+		if t != writing {
+			return t
+		}
+		runtime.Gosched()
+	}
+}
+
+// SetUsername records the username Mockstagram reported for index i. Only a
+// username that differs from the canonical "influencer-<pk>" costs memory.
+func (s *Store) SetUsername(i int, name []byte) {
+	var buf [32]byte
+	canonical := strconv.AppendInt(append(buf[:0], "influencer-"...), s.pks.PK(i), 10)
+	if string(name) == string(canonical) {
+		s.mu.RLock()
+		_, odd := s.oddUsernames[int32(i)]
+		s.mu.RUnlock()
+		if !odd {
+			return
+		}
+		s.mu.Lock()
+		delete(s.oddUsernames, int32(i))
+		s.mu.Unlock()
+		s.infoGen.Add(1)
+		return
+	}
+	clean := strings.ToValidUTF8(string(name), "\uFFFD") // label values must be UTF-8
+	s.mu.RLock()
+	cur, odd := s.oddUsernames[int32(i)]
+	s.mu.RUnlock()
+	if odd && cur == clean {
+		return
+	}
+	s.mu.Lock()
+	s.oddUsernames[int32(i)] = clean
+	s.mu.Unlock()
+	s.infoGen.Add(1)
+}
+
+// oddUsernamesSnapshot copies the non-canonical usernames for one render.
+func (s *Store) oddUsernamesSnapshot() map[int32]string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if len(s.oddUsernames) == 0 {
+		return nil
+	}
+	m := make(map[int32]string, len(s.oddUsernames))
+	for k, v := range s.oddUsernames {
+		m[k] = v
+	}
+	return m
+}
+
+// Freshness counts influencers polled at or after sinceMs and finds the
+// oldest poll time among those polled at all. It scans the time array only
+// (8 bytes per influencer, sequentially): about a millisecond per million.
+func (s *Store) Freshness(sinceMs int64) (fresh, polled int, oldestMs int64) {
+	for i := range s.ts {
+		t := s.TimeMs(i)
+		if t == 0 {
+			continue
+		}
+		polled++
+		if t >= sinceMs {
+			fresh++
+		}
+		if oldestMs == 0 || t < oldestMs {
+			oldestMs = t
+		}
+	}
+	return fresh, polled, oldestMs
+}

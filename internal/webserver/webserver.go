@@ -1,0 +1,105 @@
+// Package webserver runs a daemon's HTTP surface the way Prometheus
+// exporters do: listen addresses and TLS/basic-auth web config handled by
+// prometheus/exporter-toolkit, graceful shutdown when the context ends.
+package webserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/exporter-toolkit/web"
+)
+
+// Config says where and how to serve.
+type Config struct {
+	ListenAddresses []string // --web.listen-address, repeatable
+	WebConfigFile   string   // --web.config.file; "" = plain HTTP, no auth
+	ShutdownTimeout time.Duration
+}
+
+// Server is a bound, not yet serving, HTTP server.
+type Server struct {
+	cfg       Config
+	listeners []net.Listener
+	srv       *http.Server
+	log       *slog.Logger
+}
+
+// Listen validates the web config and binds every address, so that a port
+// in use is reported before anything starts.
+func Listen(cfg Config, h http.Handler, log *slog.Logger) (*Server, error) {
+	if len(cfg.ListenAddresses) == 0 {
+		return nil, errors.New("no listen address; set --web.listen-address")
+	}
+	if cfg.WebConfigFile != "" {
+		if err := web.Validate(cfg.WebConfigFile); err != nil {
+			return nil, fmt.Errorf("cannot load --web.config.file=%q: %w", cfg.WebConfigFile, err)
+		}
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	s := &Server{cfg: cfg, log: log, srv: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}}
+	for _, a := range cfg.ListenAddresses {
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			s.closeListeners()
+			return nil, fmt.Errorf("cannot listen on --web.listen-address=%q: %w", a, err)
+		}
+		s.listeners = append(s.listeners, ln)
+	}
+	return s, nil
+}
+
+func (s *Server) closeListeners() {
+	for _, ln := range s.listeners {
+		ln.Close()
+	}
+}
+
+// Addrs returns the bound addresses (useful with port 0).
+func (s *Server) Addrs() []string {
+	out := make([]string, len(s.listeners))
+	for i, ln := range s.listeners {
+		out[i] = ln.Addr().String()
+	}
+	return out
+}
+
+// Serve serves until ctx ends, then shuts down gracefully: requests in
+// progress (a long scrape) get ShutdownTimeout to finish.
+func (s *Server) Serve(ctx context.Context) error {
+	cf := s.cfg.WebConfigFile
+	systemd := false
+	addrs := s.cfg.ListenAddresses
+	flags := &web.FlagConfig{WebListenAddresses: &addrs, WebSystemdSocket: &systemd, WebConfigFile: &cf}
+	errc := make(chan error, 1)
+	go func() { errc <- web.ServeMultiple(s.listeners, s.srv, flags, s.log) }()
+	select {
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.srv.Shutdown(sctx); err != nil {
+		s.srv.Close()
+		return fmt.Errorf("cannot shut down the web server gracefully: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
