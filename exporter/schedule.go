@@ -156,20 +156,26 @@ func (s *scheduler) dispatchCycle(ctx context.Context, c int64) (int, bool) {
 	sent := 0
 	for {
 		now := s.now()
-		if !now.Before(end) {
-			return sent, true
-		}
 		if !s.sendDueRetries(cctx, now) {
 			return sent, ctx.Err() == nil
 		}
-		// Everything whose slot has come goes out now, in pk order.
+		// Everything whose slot has come goes out now, in pk order. Once the
+		// cycle is over, only slots overslept by a late wake-up still go;
+		// slots the shard is behind on are left to the next cycle.
 		for sent < s.n && !s.slotTime(c, sent).After(now) {
-			j := job{idx: int32((s.offset + sent) % s.n), cycle: c, slot: s.slotTime(c, sent)}
+			slot := s.slotTime(c, sent)
+			if !now.Before(end) && now.Sub(slot) > maxTick {
+				break
+			}
+			j := job{idx: int32((s.offset + sent) % s.n), cycle: c, slot: slot}
 			if !s.send(cctx, j) {
 				return sent, ctx.Err() == nil
 			}
 			sent++
 			s.curSent.Store(int64(sent))
+		}
+		if !now.Before(end) {
+			return sent, true
 		}
 		// After the last pk, retries keep flowing until the cycle ends.
 		wait := min(maxTick, end.Sub(s.now()))
@@ -189,6 +195,11 @@ func (s *scheduler) dispatchCycle(ctx context.Context, c int64) (int, bool) {
 
 // send blocks until a worker takes j or ctx (the cycle) ends.
 func (s *scheduler) send(ctx context.Context, j job) bool {
+	select {
+	case s.jobs <- j: // a free worker always wins, even at the cycle's end
+		return true
+	default:
+	}
 	select {
 	case s.jobs <- j:
 		return true

@@ -1,0 +1,462 @@
+package exporter_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+	"github.com/mockstagram-exporter/mockstagram-exporter/simulator"
+	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
+)
+
+const pkMin = 1_000_000
+
+// shard is an exporter running against the given upstreams until the test ends.
+type shard struct {
+	e   *exporter.Exporter
+	web *httptest.Server
+}
+
+func testConfig(urls []string, max int64, s pkrange.Shard) exporter.Config {
+	return exporter.Config{
+		URLs:         urls,
+		Range:        pkrange.Range{Min: pkMin, Max: max},
+		Shard:        s,
+		Interval:     time.Second,
+		Timeout:      200 * time.Millisecond,
+		Concurrency:  16,
+		Retries:      4,
+		RetryBackoff: 20 * time.Millisecond,
+		Logger:       slog.New(slog.DiscardHandler),
+	}
+}
+
+func startShard(t *testing.T, cfg exporter.Config) *shard {
+	t.Helper()
+	e, err := exporter.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	web := httptest.NewServer(e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath))
+	t.Cleanup(func() {
+		web.Close()
+		cancel()
+		<-done
+	})
+	return &shard{e: e, web: web}
+}
+
+// waitCycles waits until n cycles have been reported and returns the last.
+func (s *shard) waitCycles(t *testing.T, n int64) exporter.CycleReport {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, ok := s.e.LastCycle(); ok && r.Cycle >= n-1 {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no report of cycle %d within 60s", n-1)
+	return exporter.CycleReport{}
+}
+
+func (s *shard) scrape(t *testing.T, path string, gzip bool) map[string]*dto.MetricFamily {
+	t.Helper()
+	req, _ := http.NewRequest("GET", s.web.URL+path, nil)
+	if !gzip {
+		req.Header.Set("Accept-Encoding", "identity")
+	} // else Go's transport asks for gzip and decodes it transparently
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+	}
+	if gzip != resp.Uncompressed {
+		t.Fatalf("GET %s: gzip asked %v, got gzip %v", path, gzip, resp.Uncompressed)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("GET %s does not parse: %v", path, err)
+	}
+	return mfs
+}
+
+func byPK(t *testing.T, mf *dto.MetricFamily) map[int64]*dto.Metric {
+	t.Helper()
+	out := map[int64]*dto.Metric{}
+	if mf == nil {
+		return out
+	}
+	for _, m := range mf.Metric {
+		for _, l := range m.Label {
+			if l.GetName() == "pk" {
+				pk, err := strconv.ParseInt(l.GetValue(), 10, 64)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if out[pk] != nil {
+					t.Fatalf("pk %d exposed twice in %s", pk, mf.GetName())
+				}
+				out[pk] = m
+			}
+		}
+	}
+	return out
+}
+
+func gaugeValue(mfs map[string]*dto.MetricFamily, name string, labels ...string) float64 {
+	mf := mfs[name]
+	if mf == nil {
+		return -1
+	}
+	for _, m := range mf.Metric {
+		match := true
+		for i := 0; i+1 < len(labels); i += 2 {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == labels[i] && l.GetValue() == labels[i+1] {
+					found = true
+				}
+			}
+			match = match && found
+		}
+		if match {
+			switch {
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+// TestExporterMirrorsSimulator polls a fixed simulator and checks that the
+// exposition holds exactly the simulator's values for every pk, in both
+// encodings, stamped with a poll time inside the cycle.
+func TestExporterMirrorsSimulator(t *testing.T) {
+	const max = pkMin + 1999
+	sim, url := simtest.Start(t, simtest.Config(pkMin, max, false))
+	start := time.Now()
+	s := startShard(t, testConfig([]string{url}, max, pkrange.Shard{Count: 1}))
+	r := s.waitCycles(t, 1)
+	if r.Polled != 2000 || r.Failed != 0 || r.Missed != 0 {
+		t.Fatalf("first cycle %+v, want all 2000 polled", r)
+	}
+	for _, gz := range []bool{false, true} {
+		mfs := s.scrape(t, "/metrics", gz)
+		followers := byPK(t, mfs[exporter.MetricFollowers])
+		following := byPK(t, mfs[exporter.MetricFollowing])
+		info := byPK(t, mfs[exporter.MetricInfo])
+		if len(followers) != 2000 || len(following) != 2000 || len(info) != 2000 {
+			t.Fatalf("exposed %d/%d/%d influencers, want 2000", len(followers), len(following), len(info))
+		}
+		for pk := int64(pkMin); pk <= max; pk++ {
+			f, g, _ := sim.Peek(pk)
+			mf, mg := followers[pk], following[pk]
+			if mf.GetGauge().GetValue() != float64(f) || mg.GetGauge().GetValue() != float64(g) {
+				t.Fatalf("pk %d: exposed %v/%v, simulator has %d/%d", pk, mf.GetGauge().GetValue(), mg.GetGauge().GetValue(), f, g)
+			}
+			if ts := time.UnixMilli(mf.GetTimestampMs()); ts.Before(start) || ts.After(time.Now()) {
+				t.Fatalf("pk %d stamped %v, outside the test", pk, ts)
+			}
+			if u := info[pk].Label[1].GetValue(); u != "influencer-"+strconv.FormatInt(pk, 10) {
+				t.Fatalf("pk %d username %q", pk, u)
+			}
+		}
+	}
+}
+
+// TestExporterDrift: with a drifting upstream, each cycle stores new values
+// with a newer poll time; every poll advanced the simulator exactly once.
+func TestExporterDrift(t *testing.T) {
+	const max = pkMin + 299
+	sim, url := simtest.Start(t, simtest.Config(pkMin, max, true))
+	s := startShard(t, testConfig([]string{url}, max, pkrange.Shard{Count: 1}))
+	s.waitCycles(t, 1)
+	first := byPK(t, s.scrape(t, "/metrics", false)[exporter.MetricFollowers])
+	s.waitCycles(t, 3)
+	later := byPK(t, s.scrape(t, "/metrics", false)[exporter.MetricFollowers])
+	changed := 0
+	for pk, m := range later {
+		if m.GetTimestampMs() <= first[pk].GetTimestampMs() {
+			t.Fatalf("pk %d: poll time did not advance", pk)
+		}
+		if m.GetGauge().GetValue() != first[pk].GetGauge().GetValue() {
+			changed++
+		}
+	}
+	// Influencers on the 5,000 floor stay put on a negative step, so not all
+	// move; most must.
+	if changed < 200 {
+		t.Fatalf("only %d of 300 follower counts moved in two cycles of a drifting upstream", changed)
+	}
+	// No hidden retries: the simulator saw exactly one request per poll.
+	polls := gaugeValue(s.scrape(t, "/telemetry", false), "mockstagram_exporter_polls_total", "outcome", "success")
+	if got := float64(sim.Requests()); got < polls || got > polls+16 {
+		t.Fatalf("simulator served %v requests for %v successful polls", got, polls)
+	}
+}
+
+// TestShardsPartitionTheRange: three shards together expose every pk once.
+func TestShardsPartitionTheRange(t *testing.T) {
+	const max = pkMin + 1000
+	_, url := simtest.Start(t, simtest.Config(pkMin, max, false))
+	seen := map[int64]int{}
+	for i := range 3 {
+		s := startShard(t, testConfig([]string{url}, max, pkrange.Shard{Index: i, Count: 3}))
+		s.waitCycles(t, 1)
+		for pk := range byPK(t, s.scrape(t, "/metrics", false)[exporter.MetricFollowers]) {
+			if int((pk-pkMin)%3) != i {
+				t.Fatalf("shard %d exposes pk %d, which it does not own", i, pk)
+			}
+			seen[pk]++
+		}
+	}
+	if len(seen) != 1001 {
+		t.Fatalf("shards expose %d distinct pks, want 1001", len(seen))
+	}
+}
+
+// TestSeveralUpstreams: a pk always goes to the same upstream, and every
+// upstream gets a share.
+func TestSeveralUpstreams(t *testing.T) {
+	const max = pkMin + 599
+	var sims []*simulator.Server
+	var urls []string
+	for range 3 {
+		sim, url := simtest.Start(t, simtest.Config(pkMin, max, true))
+		sims = append(sims, sim)
+		urls = append(urls, url)
+	}
+	s := startShard(t, testConfig(urls, max, pkrange.Shard{Count: 1}))
+	s.waitCycles(t, 2)
+	var total uint64
+	for i, sim := range sims {
+		n := sim.Requests()
+		if n < 300 {
+			t.Fatalf("upstream %d served only %d of about 400 polls", i, n)
+		}
+		total += n
+	}
+	// Each pk went to one upstream only: its call counter advanced there and
+	// nowhere else, so its value equals that upstream's.
+	mfs := s.scrape(t, "/metrics", false)
+	tel := s.scrape(t, "/telemetry", false)
+	for i, u := range urls {
+		if v := gaugeValue(tel, "mockstagram_exporter_upstream_up", "upstream", u); v != 1 {
+			t.Fatalf("upstream %d up = %v", i, v)
+		}
+	}
+	matches := 0
+	for pk, m := range byPK(t, mfs[exporter.MetricFollowers]) {
+		for _, sim := range sims {
+			if f, _, _ := sim.Peek(pk); float64(f) == m.GetGauge().GetValue() {
+				matches++
+			}
+		}
+	}
+	if matches < 590 {
+		t.Fatalf("only %d of 600 exposed values match an upstream's current value", matches)
+	}
+}
+
+// TestFaultsAreCountedAndSurvived runs the exporter against each fault the
+// simulator injects: the fault shows in the telemetry under its reason,
+// retries keep coverage up, every pk is accounted for, nothing crashes.
+func TestFaultsAreCountedAndSurvived(t *testing.T) {
+	const max = pkMin + 399
+	f := func(name string, faults simulator.Faults, reason string, minCoverage float64) {
+		t.Run(name, func(t *testing.T) {
+			cfg := simtest.Config(pkMin, max, false)
+			faults.OutageMode = cmpOr(faults.OutageMode, simulator.OutageReset)
+			cfg.Faults = faults
+			_, url := simtest.Start(t, cfg)
+			s := startShard(t, testConfig([]string{url}, max, pkrange.Shard{Count: 1}))
+			r := s.waitCycles(t, 2)
+			if r.Polled+r.Failed+r.Missed != r.Owned {
+				t.Fatalf("cycle report loses pks: %+v", r)
+			}
+			if r.Coverage() < minCoverage {
+				t.Fatalf("coverage %.4f under %s, want >= %v: %+v", r.Coverage(), name, minCoverage, r)
+			}
+			tel := s.scrape(t, "/telemetry", false)
+			if n := gaugeValue(tel, "mockstagram_exporter_polls_total", "outcome", reason); n <= 0 {
+				t.Fatalf("no poll counted with outcome %q", reason)
+			}
+			if n := gaugeValue(tel, "mockstagram_exporter_poll_retries_total"); n <= 0 {
+				t.Fatal("no retry counted")
+			}
+		})
+	}
+	f("500s", simulator.Faults{ErrorRatio: 0.2}, "http_5xx", 0.99)
+	f("resets", simulator.Faults{ResetRatio: 0.2}, "reset", 0.99)
+	f("bad json", simulator.Faults{BadJSONRatio: 0.2}, "bad_json", 0.99)
+	f("wrong pk", simulator.Faults{WrongPKRatio: 0.2}, "pk_mismatch", 0.99)
+	f("stalls", simulator.Faults{LatencySpikeRatio: 0.1, LatencySpike: time.Second}, "timeout", 0.99)
+	f("outage 503", simulator.Faults{OutageAfter: 0, OutageDuration: time.Hour, OutageMode: simulator.Outage503}, "http_5xx", 0)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// TestOutageKeepsLastGoodSample: when the upstream dies, the samples already
+// held are still served with their original poll times, and the upstream is
+// reported down.
+func TestOutageKeepsLastGoodSample(t *testing.T) {
+	const max = pkMin + 99
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := simulator.New(simtest.Config(pkMin, max, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	url := "http://" + ln.Addr().String()
+	s := startShard(t, testConfig([]string{url}, max, pkrange.Shard{Count: 1}))
+	first := s.waitCycles(t, 1)
+	srv.Shutdown()
+	var r exporter.CycleReport
+	for n := first.Cycle + 2; r.Polled != 0 || r.Failed != 100; n++ {
+		if n > first.Cycle+5 {
+			t.Fatalf("no cycle entirely against the dead upstream: %+v", r)
+		}
+		r = s.waitCycles(t, n+1)
+	}
+	before := s.scrape(t, "/metrics", false)
+	s.waitCycles(t, r.Cycle+2)
+	after := s.scrape(t, "/metrics", false)
+	b, a := byPK(t, before[exporter.MetricFollowers]), byPK(t, after[exporter.MetricFollowers])
+	if len(b) != 100 || len(a) != 100 {
+		t.Fatalf("during the outage %d, then %d influencers exposed; the last good samples must stay", len(b), len(a))
+	}
+	for pk, m := range b {
+		if a[pk].GetGauge().GetValue() != m.GetGauge().GetValue() || a[pk].GetTimestampMs() != m.GetTimestampMs() {
+			t.Fatalf("pk %d changed without a successful poll", pk)
+		}
+	}
+	tel := s.scrape(t, "/telemetry", false)
+	if v := gaugeValue(tel, "mockstagram_exporter_upstream_up", "upstream", url); v != 0 {
+		t.Fatalf("dead upstream reported up=%v", v)
+	}
+	if v := gaugeValue(tel, "mockstagram_exporter_polls_total", "outcome", "connect"); v <= 0 {
+		t.Fatal("refused connections not counted as connect errors")
+	}
+}
+
+// TestNotFoundIsNotRetried: pks beyond the upstream's range answer
+// InfluencerNotFoundError; they are counted, and not retried.
+func TestNotFoundIsNotRetried(t *testing.T) {
+	for _, status := range []int{500, 400} {
+		cfg := simtest.Config(pkMin, pkMin+49, false)
+		cfg.NotFoundStatus = status
+		sim, url := simtest.Start(t, cfg)
+		s := startShard(t, testConfig([]string{url}, pkMin+99, pkrange.Shard{Count: 1}))
+		r := s.waitCycles(t, 1)
+		if r.Polled != 50 || r.Failed != 50 {
+			t.Fatalf("status %d: %+v, want 50 polled, 50 failed", status, r)
+		}
+		tel := s.scrape(t, "/telemetry", false)
+		if v := gaugeValue(tel, "mockstagram_exporter_polls_total", "outcome", "not_found"); v < 50 {
+			t.Fatalf("status %d: not_found counted %v times", status, v)
+		}
+		if v := gaugeValue(tel, "mockstagram_exporter_poll_retries_total"); v != 0 {
+			t.Fatalf("status %d: %v retries of not-found pks", status, v)
+		}
+		_ = sim
+	}
+}
+
+// TestTelemetryAndPages checks the telemetry a user alerts on, lints it,
+// and the health endpoints and landing page.
+func TestTelemetryAndPages(t *testing.T) {
+	const max = pkMin + 99
+	_, url := simtest.Start(t, simtest.Config(pkMin, max, false))
+	s := startShard(t, testConfig([]string{url}, max, pkrange.Shard{Index: 0, Count: 2}))
+	s.waitCycles(t, 1)
+	s.scrape(t, "/metrics", true)
+	tel := s.scrape(t, "/telemetry", false)
+	for name, want := range map[string]float64{
+		"mockstagram_exporter_owned_influencers":             50,
+		"mockstagram_exporter_polled_influencers":            50,
+		"mockstagram_exporter_fresh_influencers":             50,
+		"mockstagram_exporter_coverage_ratio":                1,
+		"mockstagram_exporter_last_cycle_coverage_ratio":     1,
+		"mockstagram_exporter_poll_interval_seconds":         1,
+		"mockstagram_exporter_last_cycle_missed_influencers": 0,
+	} {
+		if got := gaugeValue(tel, name); got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	for _, name := range []string{"mockstagram_exporter_poll_duration_seconds", "mockstagram_exporter_render_duration_seconds",
+		"mockstagram_exporter_polls_in_flight", "mockstagram_exporter_oldest_sample_age_seconds", "mockstagram_exporter_cycle_progress_ratio",
+		"mockstagram_exporter_schedule_lag_seconds", "process_cpu_seconds_total"} {
+		if tel[name] == nil {
+			t.Errorf("telemetry lacks %s", name)
+		}
+	}
+	resp, err := http.Get(s.web.URL + "/telemetry")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	problems, err := promlint.New(bytes.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("telemetry lint: %s: %s", p.Metric, p.Text)
+	}
+	get := func(path string, wantStatus int, wantBody string) {
+		t.Helper()
+		resp, err := http.Get(s.web.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != wantStatus || !strings.Contains(string(b), wantBody) {
+			t.Fatalf("GET %s = %d %q, want %d containing %q", path, resp.StatusCode, b, wantStatus, wantBody)
+		}
+	}
+	get("/-/healthy", 200, "OK")
+	get("/-/ready", 200, "OK")
+	get("/", 200, "Shard 0 of 2")
+	get("/", 200, "50 of 50 influencers have a sample younger than")
+	get("/metrics?slice=1&slices=2", 200, "mockstagram_influencer_followers")
+	get("/metrics?slice=2&slices=2", 400, "bad slice")
+	get("/metrics?slice=x", 400, "bad slice")
+	get("/nope", 404, "")
+}
