@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 )
 
@@ -27,6 +29,7 @@ type Config struct {
 	Retries      int           // extra attempts per pk and interval
 	RetryBackoff time.Duration // first retry delay; doubles per attempt
 	MaxAge       time.Duration // a sample younger than this counts as fresh; 0 = Interval + Timeout
+	Pipeline     int           // HTTP/1.1 pipelined connections per upstream; 0 = one request per connection at a time
 	TLSConfig    *tls.Config   // for https upstreams; nil = system defaults
 	Logger       *slog.Logger  // nil = slog.Default()
 	LogInterval  time.Duration // at most one poll error log line per reason per LogInterval
@@ -56,6 +59,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("poll.retries=%d must be in 0..10", c.Retries)
 	case c.Retries > 0 && c.RetryBackoff <= 0:
 		return fmt.Errorf("poll.retry-backoff=%s must be positive when poll.retries > 0", c.RetryBackoff)
+	case c.Pipeline < 0:
+		return fmt.Errorf("poll.pipeline=%d must not be negative", c.Pipeline)
 	case c.MaxAge < 0:
 		return fmt.Errorf("coverage.max-age=%s must not be negative", c.MaxAge)
 	}
@@ -94,7 +99,7 @@ func New(cfg Config) (*Exporter, error) {
 	e := &Exporter{cfg: cfg, log: cfg.Logger, store: NewStore(pks)}
 	for _, u := range cfg.URLs {
 		// Each upstream may get every worker's connection at once.
-		up, err := NewUpstream(u, cfg.Concurrency, cfg.Timeout, cfg.TLSConfig)
+		up, err := NewUpstream(u, cfg.Concurrency, cfg.Timeout, cfg.TLSConfig, cfg.Pipeline)
 		if err != nil {
 			return nil, err
 		}
@@ -129,7 +134,9 @@ func (e *Exporter) Run(ctx context.Context) {
 	e.sched.run(ctx)
 	wg.Wait()
 	for _, up := range e.upstreams {
-		up.client.CloseIdleConnections()
+		if hc, ok := up.client.(*fasthttp.HostClient); ok {
+			hc.CloseIdleConnections()
+		}
 	}
 }
 

@@ -290,13 +290,22 @@ func TestSeveralUpstreams(t *testing.T) {
 // retries keep coverage up, every pk is accounted for, nothing crashes.
 func TestFaultsAreCountedAndSurvived(t *testing.T) {
 	const max = pkMin + 399
+	for _, pipeline := range []int{0, 2} {
+		t.Run("pipeline="+strconv.Itoa(pipeline), func(t *testing.T) { testFaults(t, pipeline) })
+	}
+}
+
+func testFaults(t *testing.T, pipeline int) {
+	const max = pkMin + 399
 	f := func(name string, faults simulator.Faults, reason string, minCoverage float64) {
 		t.Run(name, func(t *testing.T) {
 			cfg := simtest.Config(pkMin, max, false)
 			faults.OutageMode = cmpOr(faults.OutageMode, simulator.OutageReset)
 			cfg.Faults = faults
 			_, url := simtest.Start(t, cfg)
-			s := startShard(t, testConfig([]string{url}, max, pkrange.Shard{Count: 1}))
+			cfg2 := testConfig([]string{url}, max, pkrange.Shard{Count: 1})
+			cfg2.Pipeline = pipeline
+			s := startShard(t, cfg2)
 			r := s.waitCycles(t, 2)
 			if r.Polled+r.Failed+r.Missed != r.Owned {
 				t.Fatalf("cycle report loses pks: %+v", r)

@@ -83,7 +83,7 @@ func TestClassifyErr(t *testing.T) {
 func TestNewUpstream(t *testing.T) {
 	f := func(base, wantErr, wantAddr, wantPrefix string) {
 		t.Helper()
-		up, err := NewUpstream(base, 4, 1e9, nil)
+		up, err := NewUpstream(base, 4, 1e9, nil, 0)
 		if wantErr != "" {
 			if err == nil || err.Error() != wantErr {
 				t.Fatalf("NewUpstream(%q) error = %v, want %q", base, err, wantErr)
@@ -93,8 +93,8 @@ func TestNewUpstream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if up.client.Addr != wantAddr || up.prefix != wantPrefix {
-			t.Fatalf("NewUpstream(%q) = addr %q prefix %q", base, up.client.Addr, up.prefix)
+		if up.addr != wantAddr || up.prefix != wantPrefix {
+			t.Fatalf("NewUpstream(%q) = addr %q prefix %q", base, up.addr, up.prefix)
 		}
 	}
 	f("http://127.0.0.1:3000", "", "127.0.0.1:3000", "")

@@ -1,0 +1,443 @@
+// Command exporter-loadtest measures the exporter the way the docs quote it:
+// it starts simulator and exporter processes from bin/, lets one poll cycle
+// warm up, then measures whole cycles: polls/s, coverage of every cycle,
+// CPU per poll of each process (from /proc), poll latency, memory, and the
+// CPU cost of one full scrape, plain and gzipped.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+)
+
+type cli struct {
+	BinDir          string        `name:"bin.dir" default:"bin" help:"Directory holding mockstagram-sim and mockstagram_exporter."`
+	WorkDir         string        `name:"work.dir" default:"data/loadtest" help:"Where process logs go."`
+	PKCount         int           `name:"pk.count" default:"1000000" help:"Influencers to poll (from pk 1000000)."`
+	Shards          int           `name:"shards" default:"1" help:"Exporter processes, each polling 1/shards of the pks."`
+	Sims            int           `name:"sims" default:"1" help:"Simulator processes; every exporter spreads its pks over all of them."`
+	PollInterval    time.Duration `name:"poll.interval" default:"60s" help:"Exporter --poll.interval."`
+	PollConcurrency int           `name:"poll.concurrency" default:"512" help:"Exporter --poll.concurrency."`
+	Cycles          int           `name:"cycles" default:"2" help:"Poll cycles to measure after one warm-up cycle."`
+	Scrape          bool          `name:"scrape" default:"true" negatable:"" help:"Also measure the CPU of one full scrape, plain and gzipped."`
+	ExporterArgs    []string      `name:"exporter.arg" help:"Extra flag for every exporter (repeatable)."`
+	SimArgs         []string      `name:"sim.arg" help:"Extra flag for every simulator (repeatable)."`
+	JSON            string        `name:"json" help:"Also write the results as JSON to this file."`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var c cli
+	kong.Parse(&c, kong.Name("exporter-loadtest"), kong.Description("Measures exporter shards polling simulators."))
+	if err := run(ctx, &c, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "exporter-loadtest: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+type results struct {
+	PKs, Shards, Sims  int
+	Interval           string
+	MeasuredSeconds    float64
+	Polls              float64
+	PollsPerSecond     float64
+	TargetPollsPerSec  float64
+	CycleCoverage      []float64 // per shard and measured cycle
+	MinCycleCoverage   float64
+	ExporterCPUPerPoll float64 // microseconds, all exporters together
+	SimCPUPerRequest   float64 // microseconds, all simulators together
+	ExporterCPUCores   float64
+	PollLatencyP50Ms   float64
+	PollLatencyP99Ms   float64
+	ExporterRSSMiB     []float64
+	ScrapePlainCPUMs   float64 `json:",omitempty"`
+	ScrapeGzipCPUMs    float64 `json:",omitempty"`
+	ScrapePlainMB      float64 `json:",omitempty"`
+	ScrapeGzipMB       float64 `json:",omitempty"`
+	Errors             map[string]float64
+}
+
+func run(ctx context.Context, c *cli, out io.Writer) error {
+	ports, err := proc.FreePorts(c.Sims + c.Shards)
+	if err != nil {
+		return err
+	}
+	var procs []*proc.Proc
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].Stop(15 * time.Second)
+		}
+	}()
+	pkMax := 1_000_000 + c.PKCount - 1
+	var sims, exps []*proc.Proc
+	var simURLs []string
+	for i := range c.Sims {
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
+		args := append([]string{"--web.listen-address=" + addr, "--pk.max=" + strconv.Itoa(pkMax), "--seed=1", "--log.level=warn"}, c.SimArgs...)
+		p, err := proc.Start(fmt.Sprintf("sim-%d", i), filepath.Join(c.BinDir, "mockstagram-sim"), args, filepath.Join(c.WorkDir, fmt.Sprintf("sim-%d.log", i)), nil)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		sims = append(sims, p)
+		simURLs = append(simURLs, "http://"+addr)
+	}
+	for i, p := range sims {
+		if err := waitReady(ctx, simURLs[i]+"/-/ready", p); err != nil {
+			return err
+		}
+	}
+	var expURLs []string
+	for i := range c.Shards {
+		addr := fmt.Sprintf("127.0.0.1:%d", ports[c.Sims+i])
+		args := []string{"--web.listen-address=" + addr, "--pk.max=" + strconv.Itoa(pkMax),
+			"--shard.index=" + strconv.Itoa(i), "--shard.count=" + strconv.Itoa(c.Shards),
+			"--poll.interval=" + c.PollInterval.String(), "--poll.concurrency=" + strconv.Itoa(c.PollConcurrency)}
+		for _, u := range simURLs {
+			args = append(args, "--mockstagram.url="+u)
+		}
+		args = append(args, c.ExporterArgs...)
+		p, err := proc.Start(fmt.Sprintf("exporter-%d", i), filepath.Join(c.BinDir, "mockstagram_exporter"), args, filepath.Join(c.WorkDir, fmt.Sprintf("exporter-%d.log", i)), nil)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		exps = append(exps, p)
+		expURLs = append(expURLs, "http://"+addr)
+	}
+	for i, p := range exps {
+		if err := waitReady(ctx, expURLs[i]+"/-/ready", p); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(out, "polling %d influencers every %s with %d exporter shard(s) against %d simulator(s); warm-up cycle...\n",
+		c.PKCount, c.PollInterval, c.Shards, c.Sims)
+
+	cycles := func() ([]float64, []map[string]*dto.MetricFamily, error) {
+		var n []float64
+		var all []map[string]*dto.MetricFamily
+		for _, u := range expURLs {
+			mfs, err := scrapeTelemetry(u + "/telemetry")
+			if err != nil {
+				return nil, nil, err
+			}
+			n = append(n, sum(mfs, "mockstagram_exporter_cycles_total", nil))
+			all = append(all, mfs)
+		}
+		return n, all, nil
+	}
+	waitCycles := func(target float64, onCycle func(shard int, mfs map[string]*dto.MetricFamily)) ([]map[string]*dto.MetricFamily, error) {
+		last := make([]float64, len(expURLs))
+		for {
+			n, all, err := cycles()
+			if err != nil {
+				return nil, err
+			}
+			done := true
+			for i := range n {
+				if n[i] > last[i] && last[i] > 0 && onCycle != nil {
+					onCycle(i, all[i])
+				}
+				last[i] = n[i]
+				done = done && n[i] >= target
+			}
+			if done {
+				return all, nil
+			}
+			for _, p := range procs {
+				select {
+				case <-p.Done():
+					return nil, fmt.Errorf("%s exited: %v\n%s", p.Name, p.Err(), p.Tail(20))
+				default:
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(500 * time.Millisecond):
+			}
+		}
+	}
+	before, err := waitCycles(1, nil)
+	if err != nil {
+		return err
+	}
+	t0 := time.Now()
+	expCPU0, simCPU0 := cpu(exps), cpu(sims)
+	simReq0 := simRequests(simURLs)
+	fmt.Fprintf(out, "measuring %d cycle(s)...\n", c.Cycles)
+	var coverage []float64
+	after, err := waitCycles(float64(1+c.Cycles), func(shard int, mfs map[string]*dto.MetricFamily) {
+		cov := sum(mfs, "mockstagram_exporter_last_cycle_coverage_ratio", nil)
+		coverage = append(coverage, cov)
+		fmt.Fprintf(out, "  shard %d: cycle done, coverage %.5f, polls/s so far %.0f\n", shard, cov, pollsSince(before, mfs, shard)/time.Since(t0).Seconds())
+	})
+	if err != nil {
+		return err
+	}
+	// The last cycle's report may arrive with the same telemetry read that
+	// ends the wait; take the coverage from it.
+	for i, mfs := range after {
+		if len(coverage) < (i+1)*c.Cycles {
+			coverage = append(coverage, sum(mfs, "mockstagram_exporter_last_cycle_coverage_ratio", nil))
+		}
+	}
+	elapsed := time.Since(t0)
+	expCPU, simCPU := cpu(exps)-expCPU0, cpu(sims)-simCPU0
+	r := results{PKs: c.PKCount, Shards: c.Shards, Sims: c.Sims, Interval: c.PollInterval.String(),
+		MeasuredSeconds: elapsed.Seconds(), TargetPollsPerSec: float64(c.PKCount) / c.PollInterval.Seconds(),
+		CycleCoverage: coverage, MinCycleCoverage: 1, Errors: map[string]float64{}}
+	for i := range after {
+		r.Polls += pollsSince(before, after[i], i)
+	}
+	for _, cv := range coverage {
+		r.MinCycleCoverage = math.Min(r.MinCycleCoverage, cv)
+	}
+	r.PollsPerSecond = r.Polls / elapsed.Seconds()
+	r.ExporterCPUPerPoll = float64(expCPU.Microseconds()) / r.Polls
+	r.ExporterCPUCores = expCPU.Seconds() / elapsed.Seconds()
+	if req := simRequests(simURLs) - simReq0; req > 0 {
+		r.SimCPUPerRequest = float64(simCPU.Microseconds()) / req
+	}
+	r.PollLatencyP50Ms, r.PollLatencyP99Ms = latency(before, after)
+	for i := range after {
+		for _, m := range metricsOf(after[i], "mockstagram_exporter_polls_total") {
+			o := label(m, "outcome")
+			if o != "success" {
+				r.Errors[o] += m.GetCounter().GetValue() - valueWith(before[i], "mockstagram_exporter_polls_total", "outcome", o)
+			}
+		}
+	}
+	for _, p := range exps {
+		rss, _ := p.RSS()
+		r.ExporterRSSMiB = append(r.ExporterRSSMiB, float64(rss)/(1<<20))
+	}
+	if c.Scrape {
+		for _, gz := range []bool{false, true} {
+			cpu0 := cpu(exps[:1])
+			n, err := scrapeSize(expURLs[0]+"/metrics", gz)
+			if err != nil {
+				return err
+			}
+			d := float64((cpu(exps[:1]) - cpu0).Microseconds()) / 1000
+			if gz {
+				r.ScrapeGzipCPUMs, r.ScrapeGzipMB = d, float64(n)/1e6
+			} else {
+				r.ScrapePlainCPUMs, r.ScrapePlainMB = d, float64(n)/1e6
+			}
+		}
+	}
+	report(out, r)
+	if c.JSON != "" {
+		b, _ := json.MarshalIndent(r, "", "  ")
+		return os.WriteFile(c.JSON, b, 0o644)
+	}
+	return nil
+}
+
+func report(out io.Writer, r results) {
+	fmt.Fprintf(out, "\n| measure | value |\n|---|---|\n")
+	row := func(k, format string, v ...any) { fmt.Fprintf(out, "| %s | %s |\n", k, fmt.Sprintf(format, v...)) }
+	row("influencers, shards, simulators, interval", "%d, %d, %d, %s", r.PKs, r.Shards, r.Sims, r.Interval)
+	row("measured", "%.0f s, %.0f polls", r.MeasuredSeconds, r.Polls)
+	row("polls/s (target)", "%.0f (%.0f)", r.PollsPerSecond, r.TargetPollsPerSec)
+	row("coverage per cycle (min)", "%.5f", r.MinCycleCoverage)
+	row("exporter CPU per poll", "%.1f us (%.2f cores)", r.ExporterCPUPerPoll, r.ExporterCPUCores)
+	row("simulator CPU per request", "%.1f us", r.SimCPUPerRequest)
+	row("poll latency p50 / p99", "%.2f ms / %.2f ms", r.PollLatencyP50Ms, r.PollLatencyP99Ms)
+	row("exporter RSS", "%s MiB", fmtList(r.ExporterRSSMiB))
+	if r.ScrapePlainMB > 0 {
+		row("one full scrape of shard 0, plain", "%.0f ms CPU, %.1f MB", r.ScrapePlainCPUMs, r.ScrapePlainMB)
+		row("one full scrape of shard 0, gzip", "%.0f ms CPU, %.1f MB", r.ScrapeGzipCPUMs, r.ScrapeGzipMB)
+	}
+	var errs []string
+	for k, v := range r.Errors {
+		if v > 0 {
+			errs = append(errs, fmt.Sprintf("%s=%.0f", k, v))
+		}
+	}
+	sort.Strings(errs)
+	row("failed polls by reason", "%s", strings.Join(append(errs, ""), " "))
+}
+
+func fmtList(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(s, ", ")
+}
+
+func waitReady(ctx context.Context, url string, p *proc.Proc) error {
+	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	return proc.WaitHTTP(wctx, url, p)
+}
+
+func cpu(ps []*proc.Proc) time.Duration {
+	var t time.Duration
+	for _, p := range ps {
+		d, _ := p.CPU()
+		t += d
+	}
+	return t
+}
+
+func scrapeTelemetry(url string) (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(bytes.NewReader(b))
+}
+
+// simRequests sums the influencer GETs the simulators served.
+func simRequests(urls []string) float64 {
+	var n float64
+	for _, u := range urls {
+		mfs, err := scrapeTelemetry(u + "/metrics")
+		if err != nil {
+			continue
+		}
+		for name, mf := range mfs {
+			if !strings.HasSuffix(name, "requests_total") {
+				continue
+			}
+			for _, m := range mf.Metric {
+				if r := label(m, "route"); r == "influencer" || r == "/api/v1/influencers/:pk" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
+}
+
+func scrapeSize(url string, gz bool) (int64, error) {
+	req, _ := http.NewRequest("GET", url, nil)
+	req.Header.Set("Accept-Encoding", "identity")
+	if gz {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	// A bare transport: the body is counted as sent, not decompressed.
+	resp, err := (&http.Transport{DisableCompression: true}).RoundTrip(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return io.Copy(io.Discard, resp.Body)
+}
+
+func metricsOf(mfs map[string]*dto.MetricFamily, name string) []*dto.Metric {
+	if mf := mfs[name]; mf != nil {
+		return mf.Metric
+	}
+	return nil
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.Label {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+func sum(mfs map[string]*dto.MetricFamily, name string, _ []string) float64 {
+	var s float64
+	for _, m := range metricsOf(mfs, name) {
+		switch {
+		case m.Counter != nil:
+			s += m.Counter.GetValue()
+		case m.Gauge != nil:
+			s += m.Gauge.GetValue()
+		}
+	}
+	return s
+}
+
+func valueWith(mfs map[string]*dto.MetricFamily, name, lname, lvalue string) float64 {
+	var s float64
+	for _, m := range metricsOf(mfs, name) {
+		if label(m, lname) == lvalue {
+			s += m.GetCounter().GetValue()
+		}
+	}
+	return s
+}
+
+func pollsSince(before []map[string]*dto.MetricFamily, now map[string]*dto.MetricFamily, shard int) float64 {
+	return sum(now, "mockstagram_exporter_polls_total", nil) - sum(before[shard], "mockstagram_exporter_polls_total", nil)
+}
+
+// latency estimates p50 and p99 of the poll latency over the measured
+// window from the histogram buckets, interpolating within a bucket.
+func latency(before, after []map[string]*dto.MetricFamily) (p50, p99 float64) {
+	counts := map[float64]float64{}
+	var total float64
+	for i := range after {
+		for _, m := range metricsOf(after[i], "mockstagram_exporter_poll_duration_seconds") {
+			for _, b := range m.GetHistogram().GetBucket() {
+				counts[b.GetUpperBound()] += float64(b.GetCumulativeCount())
+			}
+			total += float64(m.GetHistogram().GetSampleCount())
+		}
+		for _, m := range metricsOf(before[i], "mockstagram_exporter_poll_duration_seconds") {
+			for _, b := range m.GetHistogram().GetBucket() {
+				counts[b.GetUpperBound()] -= float64(b.GetCumulativeCount())
+			}
+			total -= float64(m.GetHistogram().GetSampleCount())
+		}
+	}
+	var bounds []float64
+	for b := range counts {
+		bounds = append(bounds, b)
+	}
+	sort.Float64s(bounds)
+	q := func(phi float64) float64 {
+		want := phi * total
+		prevB, prevC := 0.0, 0.0
+		for _, b := range bounds {
+			if c := counts[b]; c >= want {
+				if c == prevC {
+					return b * 1000
+				}
+				return (prevB + (b-prevB)*(want-prevC)/(c-prevC)) * 1000
+			}
+			prevB, prevC = b, counts[b]
+		}
+		return math.Inf(1)
+	}
+	if total <= 0 {
+		return 0, 0
+	}
+	return q(0.5), q(0.99)
+}
