@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 )
 
@@ -25,11 +23,11 @@ type Config struct {
 	Shard        pkrange.Shard // which part of it this process owns
 	Interval     time.Duration // every owned pk is polled once per interval
 	Timeout      time.Duration // per poll attempt
-	Concurrency  int           // polls in flight at most
+	Concurrency  int           // polls in flight at most, per upstream
 	Retries      int           // extra attempts per pk and interval
 	RetryBackoff time.Duration // first retry delay; doubles per attempt
 	MaxAge       time.Duration // a sample younger than this counts as fresh; 0 = Interval + Timeout
-	Pipeline     int           // HTTP/1.1 pipelined connections per upstream; 0 = one request per connection at a time
+	Pipeline     int           // requests in flight per connection (HTTP/1.1 pipelining); 1 = none
 	TLSConfig    *tls.Config   // for https upstreams; nil = system defaults
 	Logger       *slog.Logger  // nil = slog.Default()
 	LogInterval  time.Duration // at most one poll error log line per reason per LogInterval
@@ -59,8 +57,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("poll.retries=%d must be in 0..10", c.Retries)
 	case c.Retries > 0 && c.RetryBackoff <= 0:
 		return fmt.Errorf("poll.retry-backoff=%s must be positive when poll.retries > 0", c.RetryBackoff)
-	case c.Pipeline < 0:
-		return fmt.Errorf("poll.pipeline=%d must not be negative", c.Pipeline)
+	case c.Pipeline < 1 || c.Pipeline > c.Concurrency:
+		return fmt.Errorf("poll.pipeline=%d must be in 1..poll.concurrency (%d)", c.Pipeline, c.Concurrency)
 	case c.MaxAge < 0:
 		return fmt.Errorf("coverage.max-age=%s must not be negative", c.MaxAge)
 	}
@@ -98,14 +96,14 @@ func New(cfg Config) (*Exporter, error) {
 	pks := pkrange.Owned(cfg.Range, cfg.Shard)
 	e := &Exporter{cfg: cfg, log: cfg.Logger, store: NewStore(pks)}
 	for _, u := range cfg.URLs {
-		// Each upstream may get every worker's connection at once.
-		up, err := NewUpstream(u, cfg.Concurrency, cfg.Timeout, cfg.TLSConfig, cfg.Pipeline)
+		up, err := NewUpstream(u, cfg.TLSConfig)
 		if err != nil {
 			return nil, err
 		}
 		e.upstreams = append(e.upstreams, up)
 	}
-	e.sched = newScheduler(pks.Len, cfg.Interval, cfg.Timeout, cfg.Concurrency, cfg.Retries, cfg.RetryBackoff)
+	e.sched = newScheduler(pks.Len, cfg.Interval, cfg.Timeout, len(e.upstreams), cfg.Concurrency, cfg.Retries, cfg.RetryBackoff)
+	e.sched.route = func(idx int32) int { return e.upstreamFor(pks.PK(int(idx))) }
 	e.tel = newTelemetry(e)
 	e.sched.onCycle = e.cycleDone
 	e.sched.onMissed = func(n int) { e.tel.missed.Add(float64(n)) }
@@ -123,21 +121,24 @@ func (e *Exporter) Run(ctx context.Context) {
 		"interval", e.cfg.Interval, "rate_per_second", float64(pks.Len)/e.cfg.Interval.Seconds(),
 		"concurrency", e.cfg.Concurrency, "upstreams", len(e.upstreams))
 	var wg sync.WaitGroup
-	for range e.cfg.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			e.work()
-		}()
+	for u := range e.upstreams {
+		for range e.connsPerUpstream() {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.runConn(u, e.sched.jobs[u], e.cfg.Pipeline)
+			}()
+		}
 	}
 	e.started.Store(true)
 	e.sched.run(ctx)
 	wg.Wait()
-	for _, up := range e.upstreams {
-		if hc, ok := up.client.(*fasthttp.HostClient); ok {
-			hc.CloseIdleConnections()
-		}
-	}
+}
+
+// connsPerUpstream is how many connections carry poll.concurrency polls in
+// flight per upstream at the configured pipeline depth.
+func (e *Exporter) connsPerUpstream() int {
+	return (e.cfg.Concurrency + e.cfg.Pipeline - 1) / e.cfg.Pipeline
 }
 
 // upstreamFor maps a pk to its upstream with a fixed hash, so that a pk
@@ -152,37 +153,28 @@ func (e *Exporter) upstreamFor(pk int64) int {
 	return int(h % uint64(len(e.upstreams)))
 }
 
-func (e *Exporter) work() {
-	var p poller
-	pks := e.store.PKs()
-	for j := range e.sched.jobs {
-		pk := pks.PK(int(j.idx))
-		u := e.upstreamFor(pk)
-		up := e.upstreams[u]
-		e.tel.inflight.Inc()
-		start := time.Now()
-		res := p.poll(up, pk, e.cfg.Timeout)
-		end := time.Now()
-		e.tel.inflight.Dec()
-		e.tel.latency[u].Observe(end.Sub(start).Seconds())
-		e.tel.polls[u][res.reason].Inc()
-		if res.reason == OK {
-			up.consecutiveFailures.Store(0)
-			e.store.Set(int(j.idx), res.sample)
-			if res.name != nil {
-				e.store.SetUsername(int(j.idx), res.name)
-			}
-			e.sched.complete(j, true, end)
-			continue
+// finish accounts for one poll attempt: telemetry, the store, and the
+// job's fate (done, or retried within its interval).
+func (e *Exporter) finish(u int, j job, pk int64, res result, start, end time.Time) {
+	up := e.upstreams[u]
+	e.tel.latency[u].Observe(end.Sub(start).Seconds())
+	e.tel.polls[u][res.reason].Inc()
+	if res.reason == OK {
+		up.consecutiveFailures.Store(0)
+		e.store.Set(int(j.idx), res.sample)
+		if res.name != nil {
+			e.store.SetUsername(int(j.idx), res.name)
 		}
-		up.consecutiveFailures.Add(1)
-		e.logPollError(up, pk, j, res)
-		if res.reason.retryable() && e.sched.retryAt(j, end) {
-			e.tel.retries.Inc()
-			continue
-		}
-		e.sched.complete(j, false, end)
+		e.sched.complete(j, true, end)
+		return
 	}
+	up.consecutiveFailures.Add(1)
+	e.logPollError(up, pk, j, res)
+	if res.reason.retryable() && e.sched.retryAt(j, end) {
+		e.tel.retries.Inc()
+		return
+	}
+	e.sched.complete(j, false, end)
 }
 
 // logPollError logs at most one line per reason per LogInterval, and counts

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
-	"time"
 
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fastjson"
@@ -31,6 +30,7 @@ const (
 	HTTP5xx                  // a 5xx other than Mockstagram's not-found answer
 	HTTP4xx                  // a 4xx other than Mockstagram's not-found answer
 	NotFound                 // InfluencerNotFoundError: the pk range exceeds the upstream's
+	Aborted                  // queued behind a failed request on a pipelined connection, never answered
 	BadJSON                  // the body is not the influencer JSON
 	PKMismatch               // the body describes another influencer
 	Absurd                   // counts that cannot be real (negative, fractional, beyond 2^32-1)
@@ -40,7 +40,7 @@ const (
 
 var reasonNames = [numReasons]string{
 	OK: "success", Timeout: "timeout", Reset: "reset", Connect: "connect",
-	HTTP5xx: "http_5xx", HTTP4xx: "http_4xx", NotFound: "not_found",
+	HTTP5xx: "http_5xx", HTTP4xx: "http_4xx", NotFound: "not_found", Aborted: "aborted",
 	BadJSON: "bad_json", PKMismatch: "pk_mismatch", Absurd: "absurd_value", Other: "other",
 }
 
@@ -50,28 +50,19 @@ func (r Reason) String() string { return reasonNames[r] }
 // A not-found answer will not change; every other failure might.
 func (r Reason) retryable() bool { return r != OK && r != NotFound }
 
-// doer is the part of fasthttp's HostClient and PipelineClient we use.
-type doer interface {
-	DoTimeout(req *fasthttp.Request, resp *fasthttp.Response, timeout time.Duration) error
-}
-
-// Upstream is one Mockstagram base URL and the connection pool to it.
+// Upstream is one Mockstagram base URL.
 type Upstream struct {
-	URL    string
-	prefix string // path prefix before /api/v1/...
-	host   string
-	addr   string
-	client doer
+	URL       string
+	prefix    string // path prefix before /api/v1/...
+	host      string // Host header
+	addr      string // host:port to dial
+	tlsConfig *tls.Config
 
 	consecutiveFailures atomic.Int64
 }
 
-// NewUpstream parses a base URL such as http://mockstagram:3000 and sets up a
-// connection pool of up to maxConns keep-alive connections. With pipelineConns
-// > 0 it uses that many HTTP/1.1 pipelined connections instead, each carrying
-// many requests at once: one write and one read syscall serve a batch of
-// polls, which cuts the CPU per poll by more than half (docs/performance.md).
-func NewUpstream(base string, maxConns int, timeout time.Duration, tlsConfig *tls.Config, pipelineConns int) (*Upstream, error) {
+// NewUpstream parses a base URL such as http://mockstagram:3000.
+func NewUpstream(base string, tlsConfig *tls.Config) (*Upstream, error) {
 	u, err := url.Parse(base)
 	if err != nil {
 		return nil, fmt.Errorf("cannot parse --mockstagram.url=%q (want e.g. http://127.0.0.1:3000): %w", base, err)
@@ -88,9 +79,9 @@ func NewUpstream(base string, maxConns int, timeout time.Duration, tlsConfig *tl
 	addr := u.Host
 	if u.Port() == "" {
 		if u.Scheme == "https" {
-			addr += ":443"
+			addr = net.JoinHostPort(u.Hostname(), "443")
 		} else {
-			addr += ":80"
+			addr = net.JoinHostPort(u.Hostname(), "80")
 		}
 	}
 	up := &Upstream{
@@ -99,56 +90,34 @@ func NewUpstream(base string, maxConns int, timeout time.Duration, tlsConfig *tl
 		host:   u.Host,
 		addr:   addr,
 	}
-	if pipelineConns > 0 {
-		up.client = &fasthttp.PipelineClient{
-			Addr:               addr,
-			Name:               "mockstagram_exporter",
-			IsTLS:              u.Scheme == "https",
-			TLSConfig:          tlsConfig,
-			MaxConns:           pipelineConns,
-			MaxPendingRequests: maxConns,
-			// Collect the requests of one dispatch tick into few writes.
-			MaxBatchDelay:       time.Millisecond,
-			ReadTimeout:         timeout,
-			WriteTimeout:        timeout,
-			MaxIdleConnDuration: 4 * time.Second,
-			ReadBufferSize:      64 << 10,
-			WriteBufferSize:     64 << 10,
+	if u.Scheme == "https" {
+		up.tlsConfig = &tls.Config{ServerName: u.Hostname()}
+		if tlsConfig != nil {
+			up.tlsConfig = tlsConfig.Clone()
+			if up.tlsConfig.ServerName == "" {
+				up.tlsConfig.ServerName = u.Hostname()
+			}
 		}
-		return up, nil
-	}
-	up.client = &fasthttp.HostClient{
-		Addr:      addr,
-		Name:      "mockstagram_exporter",
-		IsTLS:     u.Scheme == "https",
-		TLSConfig: tlsConfig,
-		MaxConns:  maxConns,
-		// Every call advances the influencer upstream, so the client must
-		// never repeat a request behind our back: retries are ours, counted.
-		MaxIdemponentCallAttempts: 1,
-		RetryIfErr:                func(*fasthttp.Request, int, error) (bool, bool) { return false, false },
-		ReadTimeout:               timeout,
-		WriteTimeout:              timeout,
-		// Below Node's 5 s keep-alive timeout, so we close idle connections
-		// before the server does and never write into one it is closing.
-		MaxIdleConnDuration:      4 * time.Second,
-		MaxConnWaitTimeout:       timeout,
-		ReadBufferSize:           4096,
-		WriteBufferSize:          4096,
-		MaxResponseBodySize:      64 << 10,
-		DisablePathNormalizing:   true,
-		NoDefaultUserAgentHeader: false,
 	}
 	return up, nil
 }
 
-// poller is one worker's reusable state: request, response and JSON parser.
-// Nothing is allocated per poll.
+// appendRequest appends the HTTP/1.1 request for pk.
+func (up *Upstream) appendRequest(b []byte, pk int64) []byte {
+	b = append(b, "GET "...)
+	b = append(b, up.prefix...)
+	b = append(b, "/api/v1/influencers/"...)
+	b = strconv.AppendInt(b, pk, 10)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, up.host...)
+	return append(b, "\r\nUser-Agent: mockstagram_exporter\r\nAccept: application/json\r\n\r\n"...)
+}
+
+// poller is one connection's reusable response state: nothing is allocated
+// per poll.
 type poller struct {
-	req    fasthttp.Request
 	resp   fasthttp.Response
 	parser fastjson.Parser
-	path   []byte
 }
 
 // result of one poll.
@@ -158,23 +127,6 @@ type result struct {
 	err    error // detail for the log; nil on success
 	sample Sample
 	name   []byte // username as reported, valid until the next poll
-}
-
-// poll fetches one influencer from up and validates the answer.
-func (p *poller) poll(up *Upstream, pk int64, timeout time.Duration) result {
-	p.path = append(p.path[:0], up.prefix...)
-	p.path = append(p.path, "/api/v1/influencers/"...)
-	p.path = strconv.AppendInt(p.path, pk, 10)
-	p.req.Reset()
-	p.req.SetRequestURIBytes(p.path)
-	p.req.Header.SetHost(up.host)
-	p.req.Header.Set("Accept", "application/json")
-	p.resp.Reset()
-	err := up.client.DoTimeout(&p.req, &p.resp, timeout)
-	if err != nil {
-		return result{reason: classifyErr(err), err: err}
-	}
-	return p.decode(pk, time.Now().UnixMilli())
 }
 
 // decode validates the response held in p.resp for pk, stamped with nowMs.

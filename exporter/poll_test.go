@@ -83,7 +83,7 @@ func TestClassifyErr(t *testing.T) {
 func TestNewUpstream(t *testing.T) {
 	f := func(base, wantErr, wantAddr, wantPrefix string) {
 		t.Helper()
-		up, err := NewUpstream(base, 4, 1e9, nil, 0)
+		up, err := NewUpstream(base, nil)
 		if wantErr != "" {
 			if err == nil || err.Error() != wantErr {
 				t.Fatalf("NewUpstream(%q) error = %v, want %q", base, err, wantErr)

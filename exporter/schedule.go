@@ -65,8 +65,9 @@ type scheduler struct {
 	timeout  time.Duration
 	retries  int
 	backoff  time.Duration
-	jobs     chan job
-	onCycle  func(CycleReport) // called once per finished cycle
+	jobs     []chan job          // one per upstream
+	route    func(idx int32) int // upstream of a pk index
+	onCycle  func(CycleReport)   // called once per finished cycle
 	onMissed func(n int)
 	now      func() time.Time
 
@@ -80,12 +81,18 @@ type scheduler struct {
 	retryQ retryHeap
 }
 
-func newScheduler(n int, interval, timeout time.Duration, concurrency, retries int, backoff time.Duration) *scheduler {
-	return &scheduler{
+// newScheduler dispatches n pks to `upstreams` job channels, each buffered
+// like the number of polls in flight it feeds.
+func newScheduler(n int, interval, timeout time.Duration, upstreams, concurrency, retries int, backoff time.Duration) *scheduler {
+	s := &scheduler{
 		n: n, interval: interval, timeout: timeout, retries: retries, backoff: backoff,
-		jobs: make(chan job, concurrency),
-		now:  time.Now,
+		route: func(int32) int { return 0 },
+		now:   time.Now,
 	}
+	for range upstreams {
+		s.jobs = append(s.jobs, make(chan job, concurrency))
+	}
+	return s
 }
 
 // slotTime is when the k-th pk of cycle c is due.
@@ -93,9 +100,13 @@ func (s *scheduler) slotTime(c int64, k int) time.Time {
 	return s.t0.Add(time.Duration(c)*s.interval + time.Duration(int64(k)*int64(s.interval)/int64(s.n)))
 }
 
-// run dispatches jobs until ctx ends, then closes the job channel.
+// run dispatches jobs until ctx ends, then closes the job channels.
 func (s *scheduler) run(ctx context.Context) {
-	defer close(s.jobs)
+	defer func() {
+		for _, ch := range s.jobs {
+			close(ch)
+		}
+	}()
 	s.t0 = s.now()
 	if s.n == 0 {
 		<-ctx.Done()
@@ -164,21 +175,23 @@ func (s *scheduler) dispatchCycle(ctx context.Context, c int64) (int, bool) {
 			return sent, ctx.Err() == nil
 		}
 		// Everything whose slot has come goes out now, in pk order. Once the
-		// cycle is over, only slots overslept by a late wake-up still go;
-		// slots the shard is behind on are left to the next cycle.
+		// cycle is over, slots overslept by a late wake-up still go if a
+		// connection can take them at once; if not, the shard is behind and
+		// they are left to the next cycle.
+		over := !now.Before(end)
 		for sent < s.n && !s.slotTime(c, sent).After(now) {
 			slot := s.slotTime(c, sent)
-			if !now.Before(end) && now.Sub(slot) > maxTick {
+			j := job{idx: int32((s.offset + sent) % s.n), cycle: c, slot: slot}
+			if over && !s.trySend(j) {
 				break
 			}
-			j := job{idx: int32((s.offset + sent) % s.n), cycle: c, slot: slot}
-			if !s.send(cctx, j) {
+			if !over && !s.send(cctx, j) {
 				return sent, ctx.Err() == nil
 			}
 			sent++
 			s.curSent.Store(int64(sent))
 		}
-		if !now.Before(end) {
+		if over {
 			return sent, true
 		}
 		// After the last pk, retries keep flowing until the cycle ends. The
@@ -201,15 +214,24 @@ func (s *scheduler) dispatchCycle(ctx context.Context, c int64) (int, bool) {
 	}
 }
 
-// send blocks until a worker takes j or ctx (the cycle) ends.
-func (s *scheduler) send(ctx context.Context, j job) bool {
+// trySend hands j to its upstream's connections if one can take it now.
+func (s *scheduler) trySend(j job) bool {
 	select {
-	case s.jobs <- j: // a free worker always wins, even at the cycle's end
+	case s.jobs[s.route(j.idx)] <- j:
 		return true
 	default:
+		return false
 	}
+}
+
+// send blocks until a connection takes j or ctx (the cycle) ends.
+func (s *scheduler) send(ctx context.Context, j job) bool {
+	if s.trySend(j) {
+		return true // a free connection always wins, even at the cycle's end
+	}
+	ch := s.jobs[s.route(j.idx)]
 	select {
-	case s.jobs <- j:
+	case ch <- j:
 		return true
 	case <-ctx.Done():
 		return false

@@ -1,0 +1,208 @@
+package exporter
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// idleClose closes a connection idle this long, below Node's 5 s keep-alive
+// timeout, so we never write into a connection the server is closing.
+const idleClose = 4 * time.Second
+
+// pending is a request written (or about to be written) on a connection,
+// waiting for its answer.
+type pending struct {
+	j      job
+	pk     int64
+	sentAt time.Time
+}
+
+// runConn polls the jobs routed to upstream u over one keep-alive connection
+// at a time, redialling as needed, until the jobs channel closes.
+//
+// With depth 1 it is a plain HTTP/1.1 client: one request, one answer. With
+// depth d > 1 it pipelines: up to d requests are in flight on the connection,
+// and every request that arrived within one dispatch tick goes out in one
+// write. The answers come back in order on a reader goroutine. A batch costs
+// one write and usually one read system call instead of one of each per poll,
+// which is most of a poll's CPU on loopback (docs/performance.md).
+//
+// When a request fails (timeout, reset, connection closed), the requests
+// queued behind it on the connection were never answered: they are failed
+// as "aborted" and retried like any failure.
+func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
+	up := e.upstreams[u]
+	var held *job // a job taken while no connection was up
+	for {
+		if held == nil {
+			j, ok := <-jobs
+			if !ok {
+				return
+			}
+			held = &j
+		}
+		conn, err := e.dial(up)
+		if err != nil {
+			// Count the failure against the poll that wanted the
+			// connection, as any other failed poll.
+			now := time.Now()
+			e.finish(u, *held, up.pkOf(e, held.idx), result{reason: classifyErr(err), err: err}, now, now)
+			held = nil
+			continue
+		}
+		held = e.serveConn(u, conn, jobs, depth, held)
+		if held == nil {
+			select {
+			case j, ok := <-jobs:
+				if !ok {
+					return
+				}
+				held = &j
+			default:
+			}
+		}
+	}
+}
+
+func (up *Upstream) pkOf(e *Exporter, idx int32) int64 { return e.store.pks.PK(int(idx)) }
+
+func (e *Exporter) dial(up *Upstream) (net.Conn, error) {
+	d := net.Dialer{Timeout: e.cfg.Timeout, KeepAlive: 30 * time.Second}
+	conn, err := d.Dial("tcp", up.addr)
+	if err != nil {
+		return nil, err
+	}
+	if tc, ok := conn.(*net.TCPConn); ok {
+		tc.SetNoDelay(true)
+	}
+	if up.tlsConfig != nil {
+		tc := tls.Client(conn, up.tlsConfig)
+		tc.SetDeadline(time.Now().Add(e.cfg.Timeout))
+		if err := tc.Handshake(); err != nil {
+			conn.Close()
+			return nil, fmt.Errorf("TLS handshake with %s: %w", up.addr, err)
+		}
+		tc.SetDeadline(time.Time{})
+		conn = tc
+	}
+	return conn, nil
+}
+
+// serveConn writes jobs to conn, starting with first (may be nil), until
+// the connection fails, idles out or the jobs channel closes. It returns a
+// job it took but could not send, for the next connection.
+func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, first *job) *job {
+	up := e.upstreams[u]
+	fifo := make(chan pending, depth)
+	failed := make(chan struct{}) // closed by the reader when the connection broke
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		e.readAnswers(u, conn, fifo, failed)
+	}()
+	// However the writer stops, the reader answers or fails what is queued,
+	// then the connection closes.
+	defer func() {
+		close(fifo)
+		<-readerDone
+		conn.Close()
+	}()
+	buf := make([]byte, 0, 4096)
+	flush := func() bool {
+		if len(buf) == 0 {
+			return true
+		}
+		conn.SetWriteDeadline(time.Now().Add(e.cfg.Timeout))
+		_, err := conn.Write(buf)
+		buf = buf[:0]
+		return err == nil // the reader sees the failure and fails the queue
+	}
+	idle := time.NewTimer(idleClose)
+	defer idle.Stop()
+	next := first
+	for {
+		if next == nil {
+			idle.Reset(idleClose)
+			select {
+			case j, ok := <-jobs:
+				if !ok {
+					return nil
+				}
+				next = &j
+			case <-failed:
+				return nil
+			case <-idle.C:
+				if len(fifo) == 0 {
+					return nil // idle: close before the server does
+				}
+				continue
+			}
+		}
+		// Queue as many jobs as are waiting, up to the pipeline depth, then
+		// write them in one go.
+		for next != nil {
+			if len(fifo) == cap(fifo) && !flush() {
+				return next
+			}
+			p := pending{j: *next, pk: up.pkOf(e, next.idx), sentAt: time.Now()}
+			select {
+			case fifo <- p:
+			case <-failed:
+				return next
+			}
+			buf = up.appendRequest(buf, p.pk)
+			next = nil
+			select {
+			case j, ok := <-jobs:
+				if !ok {
+					flush()
+					return nil
+				}
+				next = &j
+			default:
+			}
+		}
+		if !flush() {
+			return nil
+		}
+	}
+}
+
+// readAnswers reads the answers to the queued requests in order. On a
+// failed read it fails the request at the head, closes the connection and
+// fails every request queued behind it as aborted.
+func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, failed chan<- struct{}) {
+	var p poller
+	br := bufio.NewReaderSize(conn, 16<<10)
+	for q := range fifo {
+		conn.SetReadDeadline(q.sentAt.Add(e.cfg.Timeout))
+		p.resp.Reset()
+		err := p.resp.Read(br)
+		end := time.Now()
+		if err != nil {
+			e.finish(u, q.j, q.pk, result{reason: classifyErr(err), err: err}, q.sentAt, end)
+			conn.Close()
+			close(failed)
+			for rest := range fifo {
+				e.finish(u, rest.j, rest.pk, result{reason: Aborted, err: errAborted}, rest.sentAt, end)
+			}
+			return
+		}
+		res := p.decode(q.pk, end.UnixMilli())
+		e.finish(u, q.j, q.pk, res, q.sentAt, end)
+		if p.resp.ConnectionClose() {
+			conn.Close()
+			close(failed)
+			for rest := range fifo {
+				e.finish(u, rest.j, rest.pk, result{reason: Aborted, err: errAborted}, rest.sentAt, end)
+			}
+			return
+		}
+	}
+}
+
+var errAborted = errors.New("the connection failed before this pipelined request was answered")
