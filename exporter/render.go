@@ -139,9 +139,16 @@ func (s *Store) renderValues(r *renderer, lo, hi int, name, help string, followe
 	var lastTs int64 = -1
 	var tsText [24]byte
 	tsLen := 0
+	step1, hl := s.pks.Step == 1, head.end-1
 	for i := lo; i < hi; i++ {
 		if i > lo {
-			head.advance(s.pks.Step, s.pks.PK(i))
+			// Inline fast path of head.advance: no carry.
+			if c := head.buf[hl]; step1 && c != '9' {
+				head.buf[hl] = c + 1
+			} else {
+				head.advance(s.pks.Step, s.pks.PK(i))
+				hl = head.end - 1
+			}
 		}
 		smp, ok := s.Get(i)
 		if !ok {
@@ -175,11 +182,17 @@ func (s *Store) renderInfo(r *renderer, lo, hi int) {
 	// advanced in place.
 	line := newPKText(MetricInfo+`{pk="`, s.pks.PK(lo), `",username="influencer-`)
 	tail := newPKText("", s.pks.PK(lo), "\"} 1\n")
+	step1, ll, tl := s.pks.Step == 1, line.end-1, tail.end-1
 	for i := lo; i < hi; i++ {
 		if i > lo {
-			pk := s.pks.PK(i)
-			line.advance(s.pks.Step, pk)
-			tail.advance(s.pks.Step, pk)
+			if c := line.buf[ll]; step1 && c != '9' {
+				line.buf[ll], tail.buf[tl] = c+1, c+1
+			} else {
+				pk := s.pks.PK(i)
+				line.advance(s.pks.Step, pk)
+				tail.advance(s.pks.Step, pk)
+				ll, tl = line.end-1, tail.end-1
+			}
 		}
 		if s.TimeMs(i) == 0 {
 			continue
@@ -222,10 +235,6 @@ func (t *pkText) set(pk int64) {
 // number of digits grows.
 func (t *pkText) advance(step int64, pk int64) {
 	d := t.buf[t.start:t.end]
-	if last := &d[len(d)-1]; step < 10 && int64(*last-'0')+step < 10 {
-		*last += byte(step) // the common case: no carry
-		return
-	}
 	carry := step
 	for k := len(d) - 1; k >= 0 && carry > 0; k-- {
 		v := int64(d[k]-'0') + carry
