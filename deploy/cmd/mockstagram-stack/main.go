@@ -61,6 +61,9 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	if c.PKCount < 1 || c.Shards < 1 {
 		return errors.New("--pk.count and --shards must be at least 1")
 	}
+	if c.PollInterval < time.Second {
+		return fmt.Errorf("--poll.interval=%s is below 1s", c.PollInterval)
+	}
 	if c.PortsBase < 1 || c.PortsBase+1+c.Shards > 65535 {
 		return fmt.Errorf("--ports.base=%d leaves no room for %d ports", c.PortsBase, c.Shards+1)
 	}
@@ -113,7 +116,8 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		name := fmt.Sprintf("exporter-%d", i)
 		args := []string{"--web.listen-address=" + addr(1+i), "--pk.max=" + pkMax,
 			"--shard.index=" + strconv.Itoa(i), "--shard.count=" + strconv.Itoa(c.Shards),
-			"--poll.interval=" + c.PollInterval.String(), "--mockstagram.url=" + strings.Join(upstreams, ",")}
+			"--poll.interval=" + c.PollInterval.String(), "--poll.timeout=" + min(5*time.Second, c.PollInterval/2).String(),
+			"--mockstagram.url=" + strings.Join(upstreams, ",")}
 		if err := start(name, "mockstagram_exporter", args, "http://"+addr(1+i), "/-/ready"); err != nil {
 			return err
 		}

@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+)
+
+// buildBinaries builds the binaries the launcher starts into a temp dir.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, pkg := range map[string]string{
+		"mockstagram-sim":      "../../../simulator/cmd/mockstagram-sim",
+		"mockstagram_exporter": "../../../exporter/cmd/mockstagram_exporter",
+	} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	return dir
+}
+
+// freeBlock finds n consecutive free loopback ports.
+func freeBlock(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		base := 20000 + rand.IntN(30000)
+		ok := true
+		for i := range n {
+			if proc.PortFree(fmt.Sprintf("127.0.0.1:%d", base+i)) != nil {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no block of free ports")
+	return 0
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestStackRunsAndStops is `make run` in small: the launcher starts the
+// simulator and two exporter shards, prints where to look, writes
+// endpoints.json, reports the first cycle, serves, and stops cleanly.
+func TestStackRunsAndStops(t *testing.T) {
+	bin := buildBinaries(t)
+	data := t.TempDir()
+	c := &cli{BinDir: bin, DataDir: data, PKCount: 2000, Shards: 2, PollInterval: 2 * time.Second,
+		PortsBase: freeBlock(t, 3), StatusEvery: time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, c, &out) }()
+	deadline := time.After(60 * time.Second)
+	for !strings.Contains(out.String(), "first cycle done") {
+		select {
+		case err := <-done:
+			t.Fatalf("launcher stopped early: %v\n%s", err, out.String())
+		case <-deadline:
+			t.Fatalf("no first cycle within 60s:\n%s", out.String())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	b, err := os.ReadFile(filepath.Join(data, "endpoints.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ep struct {
+		Simulator string
+		Exporters []string
+	}
+	if err := json.Unmarshal(b, &ep); err != nil || ep.Simulator == "" || len(ep.Exporters) != 2 {
+		t.Fatalf("endpoints.json: %s (%v)", b, err)
+	}
+	total := 0
+	for _, u := range ep.Exporters {
+		resp, err := http.Get(u + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		total += strings.Count(string(body), "mockstagram_influencer_followers{")
+	}
+	if total != 2000 {
+		t.Fatalf("the two shards expose %d influencers, want 2000", total)
+	}
+	for _, want := range []string{ep.Simulator + "/api/v1/influencers/1000001", ep.Exporters[0], ep.Exporters[1]} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("the launcher did not print %s:\n%s", want, out.String())
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stop: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("launcher did not stop within 30s")
+	}
+	for _, u := range append(ep.Exporters, ep.Simulator) {
+		if _, err := http.Get(u + "/-/healthy"); err == nil {
+			t.Fatalf("%s still answers after the launcher stopped", u)
+		}
+	}
+}
+
+// TestStackReportsADeadComponent: when a component dies, the launcher exits
+// with an error naming it and quoting its log.
+func TestStackReportsADeadComponent(t *testing.T) {
+	bin := buildBinaries(t)
+	c := &cli{BinDir: bin, DataDir: t.TempDir(), PKCount: 100, Shards: 1, PollInterval: 2 * time.Second,
+		PortsBase: freeBlock(t, 2), StatusEvery: time.Second}
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- run(context.Background(), c, &out) }()
+	deadline := time.After(60 * time.Second)
+	for !strings.Contains(out.String(), "The pipeline is up") {
+		select {
+		case err := <-done:
+			t.Fatalf("launcher stopped early: %v", err)
+		case <-deadline:
+			t.Fatalf("not up within 60s:\n%s", out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	exec.Command("pkill", "-KILL", "-f", fmt.Sprintf("mockstagram_exporter --web.listen-address=127.0.0.1:%d", c.PortsBase+1)).Run()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "exporter-0 exited") {
+			t.Fatalf("want an error naming exporter-0, got %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the launcher did not notice the dead exporter")
+	}
+}
+
+func TestPortsTaken(t *testing.T) {
+	base := freeBlock(t, 2)
+	// Hold the exporter's port.
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	err = run(context.Background(), &cli{BinDir: "nowhere", DataDir: t.TempDir(), PKCount: 10, Shards: 1, PollInterval: time.Minute, PortsBase: base}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "is taken") || !strings.Contains(err.Error(), "--ports.base") {
+		t.Fatalf("want a port-taken error naming --ports.base, got %v", err)
+	}
+}
