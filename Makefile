@@ -14,17 +14,29 @@ CMDS := mockstagram-sim=./simulator/cmd/mockstagram-sim \
         exporter-loadtest=./exporter/cmd/exporter-loadtest \
         mockstagram-stack=./deploy/cmd/mockstagram-stack
 
-.PHONY: help build test bench lint run loadtest clean
+# VictoriaMetrics components, pinned by the tool directives in go.mod and
+# built from the module proxy. They depend on go.mod only, so a warm build
+# does not rebuild them.
+VM_TOOLS := victoria-metrics vmagent vmalert vmalert-tool
+VM_PKG   := github.com/VictoriaMetrics/VictoriaMetrics/app
+
+.PHONY: help build tools test bench lint run loadtest clean
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-build: ## build every binary into bin/
+build: tools ## build every binary into bin/
 	@mkdir -p $(BIN)
 	@for c in $(CMDS); do name=$${c%%=*}; pkg=$${c#*=}; \
 		echo "go build -o $(BIN)/$$name $$pkg"; $(GO) build -o $(BIN)/$$name $$pkg || exit 1; done
 
-test: ## run every test (with the race detector where available)
+tools: $(addprefix $(BIN)/,$(VM_TOOLS)) ## build the pinned VictoriaMetrics binaries into bin/
+
+$(addprefix $(BIN)/,$(VM_TOOLS)): $(BIN)/%: go.mod go.sum
+	@mkdir -p $(BIN)
+	$(GO) build -o $@ $(VM_PKG)/$*
+
+test: tools ## run every test (with the race detector where available)
 	$(GO) test $(RACE) $(TESTFLAGS) ./...
 
 bench: ## run the benchmarks (BENCHCOUNT runs each; compare with benchstat)
