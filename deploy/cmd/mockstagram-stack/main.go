@@ -1,7 +1,8 @@
 // Command mockstagram-stack runs the pipeline on one machine, supervised:
-// the Mockstagram simulator (unless --mockstagram.url points elsewhere) and
-// the exporter shards, each on its own loopback port with its log under
-// --data.dir. It prints where to look, shows polling progress, and stops
+// the Mockstagram simulator (unless --mockstagram.url points elsewhere), the
+// exporter shards, VictoriaMetrics scraping them with victoria/scrape.yml,
+// and vmalert with victoria/rules, each on its own loopback port with its
+// log under --data.dir. It prints where to look, shows polling progress, and stops
 // everything in order on Ctrl-C or SIGTERM. A component that dies stops the
 // whole stack with the tail of its log.
 package main
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -35,7 +37,8 @@ type cli struct {
 	PKCount        int           `name:"pk.count" default:"1000000" help:"Influencers to track, from pk 1000000."`
 	Shards         int           `name:"shards" default:"1" help:"Exporter shards."`
 	PollInterval   time.Duration `name:"poll.interval" default:"60s" help:"Every influencer is polled once per interval."`
-	PortsBase      int           `name:"ports.base" default:"19000" help:"First of a block of loopback ports: simulator = base, exporter shard i = base+1+i."`
+	PortsBase      int           `name:"ports.base" default:"19000" help:"First of a block of loopback ports: simulator = base, VictoriaMetrics = base+1, vmalert = base+2, exporter shard i = base+10+i."`
+	VictoriaDir    string        `name:"victoria.dir" default:"victoria" help:"Where scrape.yml and rules/*.yml are (the repository's victoria/)."`
 	StatusEvery    time.Duration `name:"status.every" default:"30s" help:"Print a status line this often once the first cycle is done."`
 	Verbose        bool          `name:"verbose" help:"Also copy every component's log to the terminal, prefixed."`
 }
@@ -57,6 +60,21 @@ type component struct {
 	p                *proc.Proc
 }
 
+// Port offsets within the --ports.base block.
+const (
+	portSim      = 0
+	portVM       = 1
+	portVMAlert  = 2
+	portExporter = 10 // exporter shard i listens on base+10+i
+)
+
+// bytesPerInfluencer is the plain exposition size per influencer; slices keep
+// each scrape under the scrape config's max_scrape_size (32 MiB).
+const (
+	bytesPerInfluencer = 210
+	maxSliceBytes      = 30 << 20
+)
+
 func run(ctx context.Context, c *cli, out io.Writer) error {
 	if c.PKCount < 1 || c.Shards < 1 {
 		return errors.New("--pk.count and --shards must be at least 1")
@@ -64,15 +82,20 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	if c.PollInterval < time.Second {
 		return fmt.Errorf("--poll.interval=%s is below 1s", c.PollInterval)
 	}
-	if c.PortsBase < 1 || c.PortsBase+1+c.Shards > 65535 {
-		return fmt.Errorf("--ports.base=%d leaves no room for %d ports", c.PortsBase, c.Shards+1)
+	if c.PortsBase < 1 || c.PortsBase+portExporter+c.Shards > 65535 {
+		return fmt.Errorf("--ports.base=%d leaves no room for %d ports", c.PortsBase, portExporter+c.Shards)
 	}
-	// Check the whole port block before starting anything.
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(c.PortsBase+i) }
-	for i := 0; i <= c.Shards; i++ {
-		if i == 0 && len(c.MockstagramURL) > 0 {
-			continue
-		}
+	url := func(i int) string { return "http://" + addr(i) }
+	// Check the whole port block before starting anything.
+	ports := []int{portVM, portVMAlert}
+	if len(c.MockstagramURL) == 0 {
+		ports = append(ports, portSim)
+	}
+	for i := range c.Shards {
+		ports = append(ports, portExporter+i)
+	}
+	for _, i := range ports {
 		if err := proc.PortFree(addr(i)); err != nil {
 			return fmt.Errorf("port %s is taken (%v); pick another block with --ports.base", addr(i), err)
 		}
@@ -81,7 +104,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	var comps []*component
 	stopAll := func() {
 		for i := len(comps) - 1; i >= 0; i-- {
-			if err := comps[i].p.Stop(20 * time.Second); err != nil {
+			if err := comps[i].p.Stop(30 * time.Second); err != nil {
 				fmt.Fprintf(out, "%s: %v\n", comps[i].name, err)
 			}
 		}
@@ -96,8 +119,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		if err != nil {
 			return err
 		}
-		comp := &component{name: name, url: url, ready: ready, p: p}
-		comps = append(comps, comp)
+		comps = append(comps, &component{name: name, url: url, ready: ready, p: p})
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 		defer cancel()
 		return proc.WaitHTTP(wctx, url+ready, p)
@@ -106,37 +128,68 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	upstreams := c.MockstagramURL
 	if len(upstreams) == 0 {
 		fmt.Fprintf(out, "starting the Mockstagram simulator with %d influencers...\n", c.PKCount)
-		if err := start("mockstagram-sim", "mockstagram-sim", []string{"--web.listen-address=" + addr(0), "--pk.max=" + pkMax},
-			"http://"+addr(0), "/-/ready"); err != nil {
+		if err := start("mockstagram-sim", "mockstagram-sim", []string{"--web.listen-address=" + addr(portSim), "--pk.max=" + pkMax},
+			url(portSim), "/-/ready"); err != nil {
 			return err
 		}
-		upstreams = []string{"http://" + addr(0)}
+		upstreams = []string{url(portSim)}
 	}
+	var exps []string
 	for i := range c.Shards {
 		name := fmt.Sprintf("exporter-%d", i)
-		args := []string{"--web.listen-address=" + addr(1+i), "--pk.max=" + pkMax,
+		args := []string{"--web.listen-address=" + addr(portExporter+i), "--pk.max=" + pkMax,
 			"--shard.index=" + strconv.Itoa(i), "--shard.count=" + strconv.Itoa(c.Shards),
 			"--poll.interval=" + c.PollInterval.String(), "--poll.timeout=" + min(5*time.Second, c.PollInterval/2).String(),
 			"--mockstagram.url=" + strings.Join(upstreams, ",")}
-		if err := start(name, "mockstagram_exporter", args, "http://"+addr(1+i), "/-/ready"); err != nil {
+		if err := start(name, "mockstagram_exporter", args, url(portExporter+i), "/-/ready"); err != nil {
 			return err
 		}
+		exps = append(exps, url(portExporter+i))
 	}
-	endpoints := map[string]any{"upstreams": upstreams}
+
+	// VictoriaMetrics scrapes with the checked-in scrape config; the
+	// launcher only writes the file_sd targets next to a copy of it.
+	vdir := filepath.Join(c.DataDir, "victoria")
+	slices := (c.PKCount/c.Shards*bytesPerInfluencer)/maxSliceBytes + 1
+	if err := writeScrapeConfig(c, vdir, exps, slices, url(portSim), url(portVM), url(portVMAlert), len(c.MockstagramURL) == 0); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "starting VictoriaMetrics (scraping %d shard(s) as %d slice(s) each) and vmalert...\n", c.Shards, slices)
+	if err := start("victoria-metrics", "victoria-metrics", []string{
+		"-httpListenAddr=" + addr(portVM), "-storageDataPath=" + filepath.Join(vdir, "data"),
+		"-promscrape.config=" + filepath.Join(vdir, "scrape.yml"),
+		"-dedup.minScrapeInterval=1ms", // one sample per poll (docs/victoria.md)
+		"-search.maxUniqueTimeseries=3000000",
+	}, url(portVM), "/health"); err != nil {
+		return err
+	}
+	rules, _ := filepath.Glob(filepath.Join(c.VictoriaDir, "rules", "*.yml"))
+	if len(rules) == 0 {
+		return fmt.Errorf("no rule files in %s/rules; run from the repository root or set --victoria.dir", c.VictoriaDir)
+	}
+	vmalertArgs := []string{"-httpListenAddr=" + addr(portVMAlert),
+		"-datasource.url=" + url(portVM), "-remoteWrite.url=" + url(portVM), "-remoteRead.url=" + url(portVM),
+		"-notifier.blackhole", "-evaluationInterval=1m"}
+	for _, r := range rules {
+		vmalertArgs = append(vmalertArgs, "-rule="+r)
+	}
+	if err := start("vmalert", "vmalert", vmalertArgs, url(portVMAlert), "/health"); err != nil {
+		return err
+	}
+
+	endpoints := map[string]any{"upstreams": upstreams, "exporters": exps, "victoriametrics": url(portVM),
+		"vmui": url(portVM) + "/vmui/", "vmalert": url(portVMAlert), "logs": logDir}
 	fmt.Fprintf(out, "\nThe pipeline is up. Where to look:\n")
 	if len(c.MockstagramURL) == 0 {
 		fmt.Fprintf(out, "  simulator          %s/api/v1/influencers/1000001\n", upstreams[0])
 		endpoints["simulator"] = upstreams[0]
 	}
-	var exps []string
-	for _, comp := range comps {
-		if strings.HasPrefix(comp.name, "exporter-") {
-			fmt.Fprintf(out, "  %-18s %s/  (gauges at /metrics, telemetry at /telemetry)\n", comp.name, comp.url)
-			exps = append(exps, comp.url)
-		}
+	for i, u := range exps {
+		fmt.Fprintf(out, "  exporter-%-9d %s/  (gauges at /metrics, telemetry at /telemetry)\n", i, u)
 	}
-	endpoints["exporters"] = exps
-	endpoints["logs"] = logDir
+	q := "mockstagram_influencer_followers{pk=\"1000001\"}"
+	fmt.Fprintf(out, "  VictoriaMetrics    %s/vmui/#/?g0.expr=%s&g0.range_input=1h\n", url(portVM), neturl.QueryEscape(q))
+	fmt.Fprintf(out, "  vmalert alerts     %s/vmalert/alerts\n", url(portVMAlert))
 	fmt.Fprintf(out, "  logs               %s/\n\n", logDir)
 	if b, err := json.MarshalIndent(endpoints, "", "  "); err == nil {
 		if err := os.WriteFile(filepath.Join(c.DataDir, "endpoints.json"), append(b, '\n'), 0o644); err != nil {
@@ -144,6 +197,51 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		}
 	}
 	return supervise(ctx, c, out, comps, exps)
+}
+
+// writeScrapeConfig copies the checked-in scrape config into dir and writes
+// the file_sd targets it reads.
+func writeScrapeConfig(c *cli, dir string, exps []string, slices int, sim, vm, vmalert string, withSim bool) error {
+	src, err := os.ReadFile(filepath.Join(c.VictoriaDir, "scrape.yml"))
+	if err != nil {
+		return fmt.Errorf("cannot read the scrape config (run from the repository root or set --victoria.dir): %w", err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "targets"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "scrape.yml"), src, 0o644); err != nil {
+		return err
+	}
+	type group struct {
+		Targets []string          `json:"targets"`
+		Labels  map[string]string `json:"labels,omitempty"`
+	}
+	host := func(u string) string { return strings.TrimPrefix(u, "http://") }
+	var infl, tel []group
+	for _, e := range exps {
+		for k := range slices {
+			infl = append(infl, group{Targets: []string{host(e)}, Labels: map[string]string{
+				"instance": fmt.Sprintf("%s/%d", host(e), k), "__param_slice": strconv.Itoa(k), "__param_slices": strconv.Itoa(slices)}})
+		}
+		tel = append(tel, group{Targets: []string{host(e)}})
+	}
+	files := map[string]any{
+		"influencers.json":     infl,
+		"exporters.json":       tel,
+		"victoriametrics.json": []group{{Targets: []string{host(vm)}}},
+		"vmalert.json":         []group{{Targets: []string{host(vmalert)}}},
+		"simulators.json":      []group{},
+	}
+	if withSim {
+		files["simulators.json"] = []group{{Targets: []string{host(sim)}}}
+	}
+	for name, v := range files {
+		b, _ := json.MarshalIndent(v, "", "  ")
+		if err := os.WriteFile(filepath.Join(dir, "targets", name), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // supervise prints progress until ctx ends or a component dies.

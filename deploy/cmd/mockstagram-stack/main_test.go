@@ -18,7 +18,10 @@ import (
 	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+	"github.com/mockstagram-exporter/mockstagram-exporter/victoria/vmtest"
 )
+
+const victoriaDir = "../../../victoria"
 
 // buildBinaries builds the binaries the launcher starts into a temp dir.
 func buildBinaries(t *testing.T) string {
@@ -31,6 +34,11 @@ func buildBinaries(t *testing.T) string {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		}
+	}
+	for _, name := range []string{"victoria-metrics", "vmalert"} {
+		if err := os.Symlink(vmtest.Binary(t, name), filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
 		}
 	}
 	return dir
@@ -80,7 +88,7 @@ func TestStackRunsAndStops(t *testing.T) {
 	bin := buildBinaries(t)
 	data := t.TempDir()
 	c := &cli{BinDir: bin, DataDir: data, PKCount: 2000, Shards: 2, PollInterval: 2 * time.Second,
-		PortsBase: freeBlock(t, 3), StatusEvery: time.Second}
+		PortsBase: freeBlock(t, 12), StatusEvery: time.Second, VictoriaDir: victoriaDir}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out syncBuffer
@@ -101,10 +109,12 @@ func TestStackRunsAndStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	var ep struct {
-		Simulator string
-		Exporters []string
+		Simulator       string
+		Exporters       []string
+		VictoriaMetrics string
+		VMAlert         string
 	}
-	if err := json.Unmarshal(b, &ep); err != nil || ep.Simulator == "" || len(ep.Exporters) != 2 {
+	if err := json.Unmarshal(b, &ep); err != nil || ep.Simulator == "" || len(ep.Exporters) != 2 || ep.VictoriaMetrics == "" || ep.VMAlert == "" {
 		t.Fatalf("endpoints.json: %s (%v)", b, err)
 	}
 	total := 0
@@ -120,7 +130,32 @@ func TestStackRunsAndStops(t *testing.T) {
 	if total != 2000 {
 		t.Fatalf("the two shards expose %d influencers, want 2000", total)
 	}
-	for _, want := range []string{ep.Simulator + "/api/v1/influencers/1000001", ep.Exporters[0], ep.Exporters[1]} {
+	// VictoriaMetrics scrapes every influencer, and vmalert evaluates rules.
+	deadline2 := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(ep.VictoriaMetrics + "/api/v1/query?query=count(mockstagram_influencer_followers)")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), `"2000"`) {
+				break
+			}
+		}
+		if time.Now().After(deadline2) {
+			t.Fatal("VictoriaMetrics never held the 2000 influencers")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	resp, err := http.Get(ep.VMAlert + "/api/v1/rules")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rules, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(rules), "InfluencerFollowerJump") {
+		t.Fatalf("vmalert does not run the jump alert: %.300s", rules)
+	}
+	for _, want := range []string{ep.Simulator + "/api/v1/influencers/1000001", ep.Exporters[0], ep.Exporters[1], ep.VictoriaMetrics + "/vmui/"} {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("the launcher did not print %s:\n%s", want, out.String())
 		}
@@ -134,7 +169,7 @@ func TestStackRunsAndStops(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("launcher did not stop within 30s")
 	}
-	for _, u := range append(ep.Exporters, ep.Simulator) {
+	for _, u := range append(ep.Exporters, ep.Simulator, ep.VictoriaMetrics, ep.VMAlert) {
 		if _, err := http.Get(u + "/-/healthy"); err == nil {
 			t.Fatalf("%s still answers after the launcher stopped", u)
 		}
@@ -146,7 +181,7 @@ func TestStackRunsAndStops(t *testing.T) {
 func TestStackReportsADeadComponent(t *testing.T) {
 	bin := buildBinaries(t)
 	c := &cli{BinDir: bin, DataDir: t.TempDir(), PKCount: 100, Shards: 1, PollInterval: 2 * time.Second,
-		PortsBase: freeBlock(t, 2), StatusEvery: time.Second}
+		PortsBase: freeBlock(t, 11), StatusEvery: time.Second, VictoriaDir: victoriaDir}
 	var out syncBuffer
 	done := make(chan error, 1)
 	go func() { done <- run(context.Background(), c, &out) }()
@@ -160,7 +195,7 @@ func TestStackReportsADeadComponent(t *testing.T) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	exec.Command("pkill", "-KILL", "-f", fmt.Sprintf("mockstagram_exporter --web.listen-address=127.0.0.1:%d", c.PortsBase+1)).Run()
+	exec.Command("pkill", "-KILL", "-f", fmt.Sprintf("mockstagram_exporter --web.listen-address=127.0.0.1:%d", c.PortsBase+portExporter)).Run()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "exporter-0 exited") {
@@ -172,9 +207,9 @@ func TestStackReportsADeadComponent(t *testing.T) {
 }
 
 func TestPortsTaken(t *testing.T) {
-	base := freeBlock(t, 2)
+	base := freeBlock(t, 11)
 	// Hold the exporter's port.
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+1))
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+portExporter))
 	if err != nil {
 		t.Fatal(err)
 	}
