@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // idleClose closes a connection idle this long, below Node's 5 s keep-alive
@@ -44,6 +46,11 @@ func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
 				return
 			}
 			held = &j
+		}
+		if e.scheds[u].expired(*held, time.Now()) {
+			e.scheds[u].expire(*held, time.Now())
+			held = nil
+			continue
 		}
 		conn, err := e.dial(up)
 		if err != nil {
@@ -97,12 +104,20 @@ func (e *Exporter) dial(up *Upstream) (net.Conn, error) {
 // job it took but could not send, for the next connection.
 func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, first *job) *job {
 	up := e.upstreams[u]
+	sched := e.scheds[u]
+	// slots holds one token per request on the connection, taken by the
+	// writer before it queues a request and given back by the reader once
+	// the answer is handled: never more than depth requests in flight.
+	if up.noPipeline.Load() {
+		depth = 1
+	}
+	slots := make(chan struct{}, depth)
 	fifo := make(chan pending, depth)
 	failed := make(chan struct{}) // closed by the reader when the connection broke
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		e.readAnswers(u, conn, fifo, failed)
+		e.readAnswers(u, conn, fifo, slots, failed)
 	}()
 	// However the writer stops, the reader answers or fails what is queued,
 	// then the connection closes.
@@ -145,16 +160,29 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 		// Queue as many jobs as are waiting, up to the pipeline depth, then
 		// write them in one go.
 		for next != nil {
-			if len(fifo) == cap(fifo) && !flush() {
-				return next
-			}
-			p := pending{j: *next, pk: up.pkOf(e, next.idx), sentAt: time.Now()}
 			select {
-			case fifo <- p:
-			case <-failed:
-				return next
+			case slots <- struct{}{}:
+			default:
+				// Full: send what is queued, then wait for an answer.
+				if !flush() {
+					return next
+				}
+				select {
+				case slots <- struct{}{}:
+				case <-failed:
+					return next
+				}
 			}
-			buf = up.appendRequest(buf, p.pk)
+			now := time.Now()
+			if sched.expired(*next, now) {
+				<-slots
+				sched.expire(*next, now) // waited too long to still end in time
+			} else {
+				p := pending{j: *next, pk: up.pkOf(e, next.idx), sentAt: now}
+				fifo <- p // never blocks: fifo holds as many as slots
+				e.tel.inflight.Inc()
+				buf = up.appendRequest(buf, p.pk)
+			}
 			next = nil
 			select {
 			case j, ok := <-jobs:
@@ -174,35 +202,58 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 
 // readAnswers reads the answers to the queued requests in order. On a
 // failed read it fails the request at the head, closes the connection and
-// fails every request queued behind it as aborted.
-func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, failed chan<- struct{}) {
+// fails every request queued behind it as aborted (they are sent again at
+// once, on another connection, without spending an attempt).
+func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots <-chan struct{}, failed chan<- struct{}) {
 	var p poller
 	br := bufio.NewReaderSize(conn, 16<<10)
+	broken := func(end time.Time) {
+		conn.Close()
+		close(failed)
+		for rest := range fifo {
+			e.tel.inflight.Dec()
+			e.finish(u, rest.j, rest.pk, result{reason: Aborted, err: errAborted}, rest.sentAt, end)
+			<-slots
+		}
+	}
 	for q := range fifo {
 		conn.SetReadDeadline(q.sentAt.Add(e.cfg.Timeout))
 		p.resp.Reset()
-		err := p.resp.Read(br)
+		err := p.resp.ReadLimitBody(br, maxBody)
 		end := time.Now()
+		e.tel.inflight.Dec()
 		if err != nil {
-			e.finish(u, q.j, q.pk, result{reason: classifyErr(err), err: err}, q.sentAt, end)
-			conn.Close()
-			close(failed)
-			for rest := range fifo {
-				e.finish(u, rest.j, rest.pk, result{reason: Aborted, err: errAborted}, rest.sentAt, end)
+			res := result{reason: classifyErr(err), err: err}
+			if errors.Is(err, fasthttp.ErrBodyTooLarge) {
+				res.reason = BadJSON
 			}
+			e.finish(u, q.j, q.pk, res, q.sentAt, end)
+			<-slots
+			broken(end)
 			return
 		}
 		res := p.decode(q.pk, end.UnixMilli())
 		e.finish(u, q.j, q.pk, res, q.sentAt, end)
+		<-slots
+		// An answer for another pk on a pipelined connection may mean the
+		// answers are out of step (a stray response): start afresh.
 		if p.resp.ConnectionClose() {
-			conn.Close()
-			close(failed)
-			for rest := range fifo {
-				e.finish(u, rest.j, rest.pk, result{reason: Aborted, err: errAborted}, rest.sentAt, end)
+			// A server that closes after an answer drops whatever was
+			// pipelined behind it: stop pipelining to it.
+			if cap(fifo) > 1 && !e.upstreams[u].noPipeline.Swap(true) {
+				e.log.Warn("upstream closes connections after answering; pipelining to it is off", "upstream", e.upstreams[u].URL)
 			}
+			broken(end)
+			return
+		}
+		if res.reason == PKMismatch && cap(fifo) > 1 {
+			broken(end)
 			return
 		}
 	}
 }
+
+// maxBody bounds an answer's body: Mockstagram's are under 100 bytes.
+const maxBody = 64 << 10
 
 var errAborted = errors.New("the connection failed before this pipelined request was answered")

@@ -62,6 +62,13 @@ func (c *Config) Validate() error {
 	case c.MaxAge < 0:
 		return fmt.Errorf("coverage.max-age=%s must not be negative", c.MaxAge)
 	}
+	seen := map[string]bool{}
+	for _, u := range c.URLs {
+		if seen[u] {
+			return fmt.Errorf("mockstagram.url=%q is given twice", u)
+		}
+		seen[u] = true
+	}
 	return nil
 }
 
@@ -71,12 +78,22 @@ type Exporter struct {
 	log       *slog.Logger
 	store     *Store
 	upstreams []*Upstream
-	sched     *scheduler
+	scheds    []*scheduler // one per upstream: a stalled upstream holds up only its own pks
 	tel       *telemetry
 	logLimit  [numReasons]atomic.Int64 // unix ns of the last logged line per reason
 
 	started   atomic.Bool
 	lastCycle atomic.Pointer[CycleReport]
+
+	// Per-upstream cycle reports wait here until every upstream has
+	// reported the cycle; then the shard's report is their sum.
+	cmu     sync.Mutex
+	pending map[int64]*pendingCycle
+}
+
+type pendingCycle struct {
+	n int
+	r CycleReport
 }
 
 // New validates cfg and prepares a shard; Run starts polling.
@@ -102,11 +119,26 @@ func New(cfg Config) (*Exporter, error) {
 		}
 		e.upstreams = append(e.upstreams, up)
 	}
-	e.sched = newScheduler(pks.Len, cfg.Interval, cfg.Timeout, len(e.upstreams), cfg.Concurrency, cfg.Retries, cfg.RetryBackoff)
-	e.sched.route = func(idx int32) int { return e.upstreamFor(pks.PK(int(idx))) }
+	// Each upstream gets its own scheduler over the pks it serves.
+	byUpstream := make([][]int32, len(e.upstreams)) // nil: all pks
+	if len(e.upstreams) > 1 {
+		for u := range byUpstream {
+			byUpstream[u] = []int32{}
+		}
+		for i := range pks.Len {
+			u := e.upstreamFor(pks.PK(i))
+			byUpstream[u] = append(byUpstream[u], int32(i))
+		}
+	}
+	e.pending = map[int64]*pendingCycle{}
+	for u := range e.upstreams {
+		s := newScheduler(byUpstream[u], pks.Len, cfg.Interval, cfg.Timeout, cfg.Concurrency, cfg.Retries, cfg.RetryBackoff)
+		s.onCycle = e.upstreamCycleDone
+		s.onMissed = func(n int) { e.tel.missed.Add(float64(n)) }
+		s.onExpire = func(n int) { e.tel.expired.Add(float64(n)) }
+		e.scheds = append(e.scheds, s)
+	}
 	e.tel = newTelemetry(e)
-	e.sched.onCycle = e.cycleDone
-	e.sched.onMissed = func(n int) { e.tel.missed.Add(float64(n)) }
 	return e, nil
 }
 
@@ -121,18 +153,41 @@ func (e *Exporter) Run(ctx context.Context) {
 		"interval", e.cfg.Interval, "rate_per_second", float64(pks.Len)/e.cfg.Interval.Seconds(),
 		"concurrency", e.cfg.Concurrency, "upstreams", len(e.upstreams))
 	var wg sync.WaitGroup
-	for u := range e.upstreams {
+	for u, s := range e.scheds {
 		for range e.connsPerUpstream() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				e.runConn(u, e.sched.jobs[u], e.cfg.Pipeline)
+				e.runConn(u, s.jobs, e.cfg.Pipeline)
 			}()
 		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(ctx)
+		}()
 	}
 	e.started.Store(true)
-	e.sched.run(ctx)
 	wg.Wait()
+}
+
+// progress sums the current cycle's dispatch progress over the upstreams.
+func (e *Exporter) progress() (cycle int64, sent int) {
+	for _, s := range e.scheds {
+		c, n := s.progress()
+		cycle = max(cycle, c)
+		sent += n
+	}
+	return cycle, sent
+}
+
+// lag is the largest schedule lag of any upstream.
+func (e *Exporter) lag() time.Duration {
+	var d time.Duration
+	for _, s := range e.scheds {
+		d = max(d, s.lag())
+	}
+	return d
 }
 
 // connsPerUpstream is how many connections carry poll.concurrency polls in
@@ -157,24 +212,34 @@ func (e *Exporter) upstreamFor(pk int64) int {
 // job's fate (done, or retried within its interval).
 func (e *Exporter) finish(u int, j job, pk int64, res result, start, end time.Time) {
 	up := e.upstreams[u]
+	sched := e.scheds[u]
 	e.tel.latency[u].Observe(end.Sub(start).Seconds())
 	e.tel.polls[u][res.reason].Inc()
 	if res.reason == OK {
 		up.consecutiveFailures.Store(0)
-		e.store.Set(int(j.idx), res.sample)
-		if res.name != nil {
+		// A sample older than the one held (the wall clock stepped back) is
+		// refused; the username is only taken with a stored sample.
+		if e.store.Set(int(j.idx), res.sample) && res.name != nil {
 			e.store.SetUsername(int(j.idx), res.name)
 		}
-		e.sched.complete(j, true, end)
+		sched.complete(j, true, end)
+		return
+	}
+	if res.reason == Aborted {
+		// Never answered, so not an attempt: send it again at once.
+		if sched.requeue(j, end) {
+			return
+		}
+		sched.complete(j, false, end)
 		return
 	}
 	up.consecutiveFailures.Add(1)
 	e.logPollError(up, pk, j, res)
-	if res.reason.retryable() && e.sched.retryAt(j, end) {
+	if res.reason.retryable() && sched.retryAt(j, end) {
 		e.tel.retries.Inc()
 		return
 	}
-	e.sched.complete(j, false, end)
+	sched.complete(j, false, end)
 }
 
 // logPollError logs at most one line per reason per LogInterval, and counts
@@ -189,6 +254,37 @@ func (e *Exporter) logPollError(up *Upstream, pk int64, j job, res result) {
 	}
 	e.log.Warn("poll failed", "upstream", up.URL, "pk", pk, "reason", res.reason.String(),
 		"attempt", int(j.attempt)+1, "err", res.err)
+}
+
+// upstreamCycleDone collects one upstream's report of a cycle; the shard's
+// report goes out once every upstream reported it.
+func (e *Exporter) upstreamCycleDone(r CycleReport) {
+	e.cmu.Lock()
+	p := e.pending[r.Cycle]
+	if p == nil {
+		p = &pendingCycle{r: CycleReport{Cycle: r.Cycle, Start: r.Start}}
+		e.pending[r.Cycle] = p
+	}
+	p.n++
+	p.r.Owned += r.Owned
+	p.r.Polled += r.Polled
+	p.r.Failed += r.Failed
+	p.r.Missed += r.Missed
+	p.r.Duration = max(p.r.Duration, r.Duration)
+	done := p.n == len(e.scheds)
+	if done {
+		delete(e.pending, r.Cycle)
+	}
+	// An upstream that skipped cycles after a stall never reports them.
+	for c := range e.pending {
+		if c < r.Cycle-8 {
+			delete(e.pending, c)
+		}
+	}
+	e.cmu.Unlock()
+	if done {
+		e.cycleDone(p.r)
+	}
 }
 
 func (e *Exporter) cycleDone(r CycleReport) {

@@ -21,6 +21,7 @@ type telemetry struct {
 	inflight prometheus.Gauge
 	retries  prometheus.Counter
 	missed   prometheus.Counter
+	expired  prometheus.Counter
 	cycles   prometheus.Counter
 	lastCycleCoverage,
 	lastCycleDuration,
@@ -73,6 +74,7 @@ func newTelemetry(e *Exporter) *telemetry {
 	t.inflight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "polls_in_flight", Help: "Polls waiting for Mockstagram's answer."})
 	t.retries = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "poll_retries_total", Help: "Failed polls scheduled for another attempt within the pk's interval."})
 	t.missed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "polls_missed_total", Help: "Scheduled polls never dispatched because the shard fell behind its schedule; raise --poll.concurrency or add shards."})
+	t.expired = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "polls_expired_total", Help: "Dispatched polls and retries given up unsent because they could no longer end before the pk's next poll (the shard is saturated)."})
 	t.cycles = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "cycles_total", Help: "Finished poll cycles."})
 	t.lastCycleCoverage = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_cycle_coverage_ratio", Help: "Fraction of owned influencers polled successfully in the last finished cycle."})
 	t.lastCycleDuration = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_cycle_duration_seconds", Help: "From the start of the last finished cycle to the end of its last poll (about one interval when on schedule)."})
@@ -85,7 +87,7 @@ func newTelemetry(e *Exporter) *telemetry {
 	}, []string{"encoding"})
 	t.renderBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "render_bytes_total", Help: "Bytes of influencer exposition sent, after compression."}, []string{"encoding"})
 	t.logsDropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "log_messages_suppressed_total", Help: "Poll error log lines suppressed by the per-reason rate limit."})
-	for _, c := range []prometheus.Collector{t.inflight, t.retries, t.missed, t.cycles, t.lastCycleCoverage, t.lastCycleDuration, t.lastCycleFailed, t.lastCycleMissed, t.renderSeconds, t.renderBytes, t.logsDropped} {
+	for _, c := range []prometheus.Collector{t.inflight, t.retries, t.missed, t.expired, t.cycles, t.lastCycleCoverage, t.lastCycleDuration, t.lastCycleFailed, t.lastCycleMissed, t.renderSeconds, t.renderBytes, t.logsDropped} {
 		f(c)
 	}
 
@@ -96,14 +98,14 @@ func newTelemetry(e *Exporter) *telemetry {
 	gauge("owned_influencers", "Influencers this shard polls.", func() float64 { return owned })
 	gauge("poll_interval_seconds", "Configured --poll.interval.", func() float64 { return e.cfg.Interval.Seconds() })
 	gauge("cycle_progress_ratio", "Fraction of the current cycle's influencers dispatched.", func() float64 {
-		_, sent, _ := e.sched.progress()
+		_, sent := e.progress()
 		if owned == 0 {
 			return 1
 		}
 		return float64(sent) / owned
 	})
 	gauge("schedule_lag_seconds", "How far dispatching is behind the even schedule; above 0 for long means the shard is saturated.", func() float64 {
-		return e.sched.lag().Seconds()
+		return e.lag().Seconds()
 	})
 	f(&freshnessCollector{e: e})
 	return t

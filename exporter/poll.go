@@ -59,6 +59,7 @@ type Upstream struct {
 	tlsConfig *tls.Config
 
 	consecutiveFailures atomic.Int64
+	noPipeline          atomic.Bool // it closed a connection after an answer: one request per connection
 }
 
 // NewUpstream parses a base URL such as http://mockstagram:3000.
@@ -224,6 +225,8 @@ func classifyErr(err error) Reason {
 	var ne net.Error
 	var oe *net.OpError
 	switch {
+	case errors.As(err, &oe) && oe.Op == "dial":
+		return Connect // including a dial that timed out: the upstream is unreachable
 	case errors.Is(err, fasthttp.ErrTimeout), errors.Is(err, fasthttp.ErrDialTimeout),
 		errors.Is(err, fasthttp.ErrNoFreeConns), errors.Is(err, os.ErrDeadlineExceeded):
 		return Timeout
@@ -234,8 +237,6 @@ func classifyErr(err error) Reason {
 		return Reset
 	case errors.As(err, &ne) && ne.Timeout():
 		return Timeout
-	case errors.As(err, &oe) && oe.Op == "dial":
-		return Connect
 	}
 	if strings.Contains(err.Error(), "closed") || strings.Contains(err.Error(), "reset") {
 		return Reset

@@ -26,14 +26,13 @@ const minTick = 10 * time.Millisecond
 // cycleStats counts one cycle's fate. A cycle is final when every pk it
 // dispatched has either succeeded or run out of retries.
 type cycleStats struct {
-	used       atomic.Bool
-	cycle      atomic.Int64
-	sent       atomic.Int64
-	dispatched atomic.Bool // the dispatcher is done with this cycle
-	done       atomic.Int64
-	ok         atomic.Int64
-	lastDoneNs atomic.Int64
-	finalized  atomic.Bool
+	used       bool
+	cycle      int64
+	sent       int
+	dispatched bool // the dispatcher is done with this cycle
+	done, ok   int
+	lastDone   time.Time
+	finalized  bool
 }
 
 // CycleReport describes a finished cycle.
@@ -55,59 +54,79 @@ func (r CycleReport) Coverage() float64 {
 	return float64(r.Polled) / float64(r.Owned)
 }
 
-// scheduler spreads the polls of n influencers evenly over each interval,
+// scheduler spreads the polls of its influencers evenly over each interval,
 // retries failures with backoff within the pk's own interval, and never
 // builds a backlog: what it cannot dispatch before the next cycle starts is
-// counted as missed, and the next cycle starts with those pks.
+// counted as missed, and the next cycle starts with those pks. The exporter
+// runs one per upstream, so that a stalled upstream holds up only its own
+// pks.
 type scheduler struct {
+	idx      []int32 // the store indexes it dispatches, in order; nil = 0..n-1
 	n        int
 	interval time.Duration
 	timeout  time.Duration
 	retries  int
 	backoff  time.Duration
-	jobs     []chan job          // one per upstream
-	route    func(idx int32) int // upstream of a pk index
-	onCycle  func(CycleReport)   // called once per finished cycle
+	jobs     chan job
+	onCycle  func(CycleReport) // called once per finished cycle
 	onMissed func(n int)
+	onExpire func(n int) // dispatched jobs dropped because they could no longer end in time
 	now      func() time.Time
 
-	t0      time.Time
-	ring    [4]cycleStats
+	t0ns    atomic.Int64 // schedule origin, Unix ns; 0 until run starts
 	cur     atomic.Int64 // current cycle
 	curSent atomic.Int64
 	offset  int // where the current cycle starts in the pk order
+
+	mu   sync.Mutex // guards ring
+	ring [8]cycleStats
 
 	rmu    sync.Mutex
 	retryQ retryHeap
 }
 
-// newScheduler dispatches n pks to `upstreams` job channels, each buffered
-// like the number of polls in flight it feeds.
-func newScheduler(n int, interval, timeout time.Duration, upstreams, concurrency, retries int, backoff time.Duration) *scheduler {
-	s := &scheduler{
-		n: n, interval: interval, timeout: timeout, retries: retries, backoff: backoff,
-		route: func(int32) int { return 0 },
-		now:   time.Now,
+// newScheduler dispatches the pks at idx (all n when idx is nil) to a job
+// channel buffered like the number of polls in flight it feeds.
+func newScheduler(idx []int32, n int, interval, timeout time.Duration, concurrency, retries int, backoff time.Duration) *scheduler {
+	if idx != nil {
+		n = len(idx)
 	}
-	for range upstreams {
-		s.jobs = append(s.jobs, make(chan job, concurrency))
+	return &scheduler{
+		idx: idx, n: n, interval: interval, timeout: timeout, retries: retries, backoff: backoff,
+		jobs: make(chan job, concurrency),
+		now:  time.Now,
 	}
-	return s
 }
+
+func (s *scheduler) pkIndex(k int) int32 {
+	if s.idx == nil {
+		return int32(k)
+	}
+	return s.idx[k]
+}
+
+// started reports whether run has set the schedule's origin.
+func (s *scheduler) started() bool { return s.t0ns.Load() != 0 }
 
 // slotTime is when the k-th pk of cycle c is due.
 func (s *scheduler) slotTime(c int64, k int) time.Time {
-	return s.t0.Add(time.Duration(c)*s.interval + time.Duration(int64(k)*int64(s.interval)/int64(s.n)))
+	n := max(s.n, 1)
+	return time.Unix(0, s.t0ns.Load()).Add(time.Duration(c)*s.interval + time.Duration(int64(k)*int64(s.interval)/int64(n)))
 }
 
-// run dispatches jobs until ctx ends, then closes the job channels.
+// deadline is when a job must have ended: the pk's next slot.
+func (s *scheduler) deadline(j job) time.Time { return j.slot.Add(s.interval) }
+
+// expired reports whether an attempt starting now could still run into the
+// pk's next scheduled poll.
+func (s *scheduler) expired(j job, now time.Time) bool {
+	return now.Add(s.timeout).After(s.deadline(j))
+}
+
+// run dispatches jobs until ctx ends, then closes the job channel.
 func (s *scheduler) run(ctx context.Context) {
-	defer func() {
-		for _, ch := range s.jobs {
-			close(ch)
-		}
-	}()
-	s.t0 = s.now()
+	defer close(s.jobs)
+	s.t0ns.Store(s.now().UnixNano())
 	if s.n == 0 {
 		<-ctx.Done()
 		return
@@ -118,7 +137,9 @@ func (s *scheduler) run(ctx context.Context) {
 		if !ok {
 			// Shutting down: the cycle was cut short, not missed; it gets
 			// no report.
-			s.ring[c%int64(len(s.ring))].finalized.Store(true)
+			s.mu.Lock()
+			s.ring[c%int64(len(s.ring))].finalized = true
+			s.mu.Unlock()
 			return
 		}
 		s.endDispatch(c, sent)
@@ -126,8 +147,8 @@ func (s *scheduler) run(ctx context.Context) {
 		// interval (a paused process, a suspended host) skip to the cycle of
 		// the present, counting the skipped cycles' pks as missed.
 		next := c + 1
-		if now := s.now(); now.Sub(s.t0) >= time.Duration(next+1)*s.interval {
-			behind := int64(now.Sub(s.t0)/s.interval) - next
+		if now := s.now(); now.Sub(time.Unix(0, s.t0ns.Load())) >= time.Duration(next+1)*s.interval {
+			behind := int64(now.Sub(time.Unix(0, s.t0ns.Load()))/s.interval) - next
 			if s.onMissed != nil {
 				s.onMissed(int(behind) * s.n)
 			}
@@ -137,25 +158,36 @@ func (s *scheduler) run(ctx context.Context) {
 	}
 }
 
+// startCycle takes a ring slot for cycle c. Cycles whose every attempt must
+// have ended (two intervals and a timeout after their start) are reported
+// now if a hung attempt kept them open.
 func (s *scheduler) startCycle(c int64) {
+	now := s.now()
+	var reports []CycleReport
+	s.mu.Lock()
+	for i := range s.ring {
+		st := &s.ring[i]
+		if st.used && !st.finalized && st.dispatched && !now.Before(s.slotTime(st.cycle+2, 0).Add(s.timeout)) {
+			reports = append(reports, s.finalizeLocked(st))
+		}
+	}
 	st := &s.ring[c%int64(len(s.ring))]
-	// The cycle that used this slot four cycles ago must be final by now:
-	// every attempt of a cycle ends before the next cycle ends.
-	s.finalize(st, true)
-	st.cycle.Store(c)
-	st.sent.Store(0)
-	st.done.Store(0)
-	st.ok.Store(0)
-	st.lastDoneNs.Store(0)
-	st.dispatched.Store(false)
-	st.finalized.Store(false)
-	st.used.Store(true)
+	if st.used && !st.finalized {
+		reports = append(reports, s.finalizeLocked(st)) // eight cycles old at least
+	}
+	*st = cycleStats{used: true, cycle: c}
+	s.mu.Unlock()
 	s.cur.Store(c)
 	s.curSent.Store(0)
-	// A cycle that finished two cycles back may still lack its report when
-	// some attempt hung; force it out so reports never stop.
-	if c >= 2 {
-		s.finalize(&s.ring[(c-2)%int64(len(s.ring))], true)
+	s.report(reports)
+}
+
+func (s *scheduler) report(reports []CycleReport) {
+	if s.onCycle == nil {
+		return
+	}
+	for _, r := range reports {
+		s.onCycle(r)
 	}
 }
 
@@ -181,7 +213,7 @@ func (s *scheduler) dispatchCycle(ctx context.Context, c int64) (int, bool) {
 		over := !now.Before(end)
 		for sent < s.n && !s.slotTime(c, sent).After(now) {
 			slot := s.slotTime(c, sent)
-			j := job{idx: int32((s.offset + sent) % s.n), cycle: c, slot: slot}
+			j := job{idx: s.pkIndex((s.offset + sent) % s.n), cycle: c, slot: slot}
 			if over && !s.trySend(j) {
 				break
 			}
@@ -214,10 +246,10 @@ func (s *scheduler) dispatchCycle(ctx context.Context, c int64) (int, bool) {
 	}
 }
 
-// trySend hands j to its upstream's connections if one can take it now.
+// trySend hands j to the connections if one can take it now.
 func (s *scheduler) trySend(j job) bool {
 	select {
-	case s.jobs[s.route(j.idx)] <- j:
+	case s.jobs <- j:
 		return true
 	default:
 		return false
@@ -229,9 +261,8 @@ func (s *scheduler) send(ctx context.Context, j job) bool {
 	if s.trySend(j) {
 		return true // a free connection always wins, even at the cycle's end
 	}
-	ch := s.jobs[s.route(j.idx)]
 	select {
-	case ch <- j:
+	case s.jobs <- j:
 		return true
 	case <-ctx.Done():
 		return false
@@ -247,6 +278,10 @@ func (s *scheduler) sendDueRetries(ctx context.Context, now time.Time) bool {
 		}
 		r := heap.Pop(&s.retryQ).(retryItem)
 		s.rmu.Unlock()
+		if s.expired(r.job, s.now()) {
+			s.expire(r.job, now) // held up too long: it would meet the next poll
+			continue
+		}
 		if !s.send(ctx, r.job) {
 			// Not placed before the cycle ended: put it back; the end of
 			// the cycle gives it up if its own deadline has passed.
@@ -258,18 +293,33 @@ func (s *scheduler) sendDueRetries(ctx context.Context, now time.Time) bool {
 	}
 }
 
+// expire gives up a job that can no longer end before the pk is due again.
+func (s *scheduler) expire(j job, now time.Time) {
+	if s.onExpire != nil {
+		s.onExpire(1)
+	}
+	s.complete(j, false, now)
+}
+
 // endDispatch records how many pks cycle c dispatched and moves the start
 // of the next cycle to the first pk not dispatched, so that a shard that is
 // behind polls its least recently polled pks first.
 func (s *scheduler) endDispatch(c int64, sent int) {
-	st := &s.ring[c%int64(len(s.ring))]
-	st.sent.Store(int64(sent))
-	st.dispatched.Store(true)
 	if missed := s.n - sent; missed > 0 && s.onMissed != nil {
 		s.onMissed(missed)
 	}
 	s.offset = (s.offset + sent) % s.n
-	s.finalize(st, false)
+	var reports []CycleReport
+	s.mu.Lock()
+	st := &s.ring[c%int64(len(s.ring))]
+	if st.used && st.cycle == c && !st.finalized {
+		st.sent, st.dispatched = sent, true
+		if st.done >= st.sent {
+			reports = append(reports, s.finalizeLocked(st))
+		}
+	}
+	s.mu.Unlock()
+	s.report(reports)
 	// Retries whose deadline passed are given up.
 	s.dropExpiredRetries(s.now())
 }
@@ -281,7 +331,7 @@ func (s *scheduler) retryAt(j job, now time.Time) bool {
 	}
 	// Exponential backoff: backoff, 2*backoff, 4*backoff, ...
 	at := now.Add(s.backoff << j.attempt)
-	if at.Add(s.timeout).After(j.slot.Add(s.interval)) {
+	if s.expired(j, at) {
 		return false // it would collide with the pk's next scheduled poll
 	}
 	j.attempt++
@@ -291,12 +341,24 @@ func (s *scheduler) retryAt(j job, now time.Time) bool {
 	return true
 }
 
+// requeue sends a job that was never answered (its connection failed
+// before its turn) out again at once, without spending an attempt.
+func (s *scheduler) requeue(j job, now time.Time) bool {
+	if s.expired(j, now) {
+		return false
+	}
+	s.rmu.Lock()
+	heap.Push(&s.retryQ, retryItem{at: now, job: j})
+	s.rmu.Unlock()
+	return true
+}
+
 func (s *scheduler) dropExpiredRetries(now time.Time) {
 	s.rmu.Lock()
 	var dropped []job
 	kept := s.retryQ[:0]
 	for _, r := range s.retryQ {
-		if now.Add(s.timeout).After(r.job.slot.Add(s.interval)) {
+		if s.expired(r.job, now) {
 			dropped = append(dropped, r.job)
 			continue
 		}
@@ -306,66 +368,52 @@ func (s *scheduler) dropExpiredRetries(now time.Time) {
 	heap.Init(&s.retryQ)
 	s.rmu.Unlock()
 	for _, j := range dropped {
-		s.complete(j, false, now)
+		s.expire(j, now)
 	}
 }
 
 // complete records the final fate of a job's pk in its cycle.
 func (s *scheduler) complete(j job, ok bool, now time.Time) {
+	var reports []CycleReport
+	s.mu.Lock()
 	st := &s.ring[j.cycle%int64(len(s.ring))]
-	if st.cycle.Load() != j.cycle {
-		return // reported long ago
+	if st.used && st.cycle == j.cycle && !st.finalized {
+		if ok {
+			st.ok++
+		}
+		st.done++
+		st.lastDone = now
+		if st.dispatched && st.done >= st.sent {
+			reports = append(reports, s.finalizeLocked(st))
+		}
 	}
-	if ok {
-		st.ok.Add(1)
-	}
-	st.lastDoneNs.Store(now.UnixNano())
-	st.done.Add(1)
-	s.finalize(st, false)
+	s.mu.Unlock()
+	s.report(reports)
 }
 
-// finalize reports a cycle once: when all its dispatched jobs are done, or
-// at once when force is set.
-func (s *scheduler) finalize(st *cycleStats, force bool) {
-	if !st.used.Load() || st.finalized.Load() {
-		return
+// finalizeLocked closes a cycle and returns its report. Polls still in
+// flight when a cycle is forced closed count as failed.
+func (s *scheduler) finalizeLocked(st *cycleStats) CycleReport {
+	st.finalized = true
+	start := s.slotTime(st.cycle, 0)
+	r := CycleReport{Cycle: st.cycle, Start: start, Owned: s.n, Polled: st.ok, Missed: s.n - st.sent}
+	r.Failed = st.sent - st.ok
+	if !st.lastDone.IsZero() {
+		r.Duration = st.lastDone.Sub(start)
 	}
-	if !force && (!st.dispatched.Load() || st.done.Load() < st.sent.Load()) {
-		return
-	}
-	if !st.finalized.CompareAndSwap(false, true) {
-		return
-	}
-	c := st.cycle.Load()
-	start := s.slotTime(c, 0)
-	sent := int(st.sent.Load())
-	rep := CycleReport{
-		Cycle:  c,
-		Start:  start,
-		Owned:  s.n,
-		Polled: int(st.ok.Load()),
-		Missed: s.n - sent,
-	}
-	rep.Failed = sent - rep.Polled
-	if last := st.lastDoneNs.Load(); last > 0 {
-		rep.Duration = time.Unix(0, last).Sub(start)
-	}
-	if s.onCycle != nil {
-		s.onCycle(rep)
-	}
+	return r
 }
 
-// progress returns the current cycle, how many of its pks were dispatched,
-// and when it started.
-func (s *scheduler) progress() (cycle int64, sent int, start time.Time) {
-	c := s.cur.Load()
-	return c, int(s.curSent.Load()), s.slotTime(c, 0)
+// progress returns the current cycle and how many of its pks were
+// dispatched.
+func (s *scheduler) progress() (cycle int64, sent int) {
+	return s.cur.Load(), int(s.curSent.Load())
 }
 
 // lag is how far the dispatcher is behind its schedule.
 func (s *scheduler) lag() time.Duration {
-	c, sent, _ := s.progress()
-	if sent >= s.n {
+	c, sent := s.progress()
+	if !s.started() || sent >= s.n {
 		return 0
 	}
 	if d := s.now().Sub(s.slotTime(c, sent)); d > 0 {

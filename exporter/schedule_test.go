@@ -41,7 +41,7 @@ func runScheduler(t *testing.T, s *scheduler, workers, cycles int, handle func(j
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for j := range s.jobs[0] {
+			for j := range s.jobs {
 				mu.Lock()
 				jobs = append(jobs, dispatched{job: j, attempt: j.attempt})
 				mu.Unlock()
@@ -71,7 +71,7 @@ func runScheduler(t *testing.T, s *scheduler, workers, cycles int, handle func(j
 // pk exactly once, each at its own evenly spread slot.
 func TestSchedulerEveryPKOncePerCycle(t *testing.T) {
 	const n = 40
-	s := newScheduler(n, 400*time.Millisecond, 50*time.Millisecond, 1, 8, 0, 0)
+	s := newScheduler(nil, n, 400*time.Millisecond, 50*time.Millisecond, 8, 0, 0)
 	jobs, reports, missed := runScheduler(t, s, 8, 3, func(job) bool { return true })
 	if missed != 0 {
 		t.Fatalf("missed %d polls with idle workers", missed)
@@ -112,7 +112,7 @@ func TestSchedulerEveryPKOncePerCycle(t *testing.T) {
 // always fails counts as failed after its retries.
 func TestSchedulerRetries(t *testing.T) {
 	const n = 10
-	s := newScheduler(n, 2*time.Second, 20*time.Millisecond, 1, 4, 2, 10*time.Millisecond)
+	s := newScheduler(nil, n, 2*time.Second, 20*time.Millisecond, 4, 2, 10*time.Millisecond)
 	jobs, reports, _ := runScheduler(t, s, 4, 1, func(j job) bool {
 		switch j.idx {
 		case 3:
@@ -145,7 +145,7 @@ func TestSchedulerRetries(t *testing.T) {
 // before the pk is due again, so two attempts of one pk never overlap the
 // next cycle.
 func TestSchedulerRetryDeadline(t *testing.T) {
-	s := newScheduler(10, time.Minute, 5*time.Second, 1, 4, 3, time.Second)
+	s := newScheduler(nil, 10, time.Minute, 5*time.Second, 4, 3, time.Second)
 	slot := time.Unix(1000, 0)
 	f := func(attempt uint8, failedAt time.Duration, want bool) {
 		t.Helper()
@@ -177,11 +177,12 @@ func TestSchedulerRetryDeadline(t *testing.T) {
 // recently polled go first.
 func TestSchedulerFallsBehindWithoutBacklog(t *testing.T) {
 	const n = 20
-	s := newScheduler(n, 300*time.Millisecond, 10*time.Millisecond, 1, 2, 0, 0)
+	s := newScheduler(nil, n, 300*time.Millisecond, 10*time.Millisecond, 2, 0, 0)
 	jobs, reports, missed := runScheduler(t, s, 2, 2, func(j job) bool {
 		if j.cycle == 0 {
-			// Stuck until well after cycle 0 ended.
-			time.Sleep(time.Until(s.slotTime(1, 0).Add(250 * time.Millisecond)))
+			// Stuck until after cycle 0 ended (its report is forced only
+			// two intervals and a timeout later).
+			time.Sleep(time.Until(s.slotTime(1, 0).Add(100 * time.Millisecond)))
 		}
 		return true
 	})

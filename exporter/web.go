@@ -70,6 +70,9 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	}
 	start := time.Now()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if r.Method == http.MethodHead {
+		return // the headers are the answer; rendering 200 MB to discard them is not
+	}
 	enc := "identity"
 	cw := &countingWriter{w: w}
 	var err error
@@ -140,7 +143,7 @@ polled every {{.Interval}} ({{printf "%.0f" .Rate}} polls/s) with up to {{.Concu
 
 func (e *Exporter) serveLanding(w http.ResponseWriter, _ *http.Request, metricsPath, telemetryPath string) {
 	pks := e.store.PKs()
-	cycle, sent, _ := e.sched.progress()
+	cycle, sent := e.progress()
 	f := e.Freshness()
 	last, hasLast := e.LastCycle()
 	type upView struct {
@@ -163,7 +166,7 @@ func (e *Exporter) serveLanding(w http.ResponseWriter, _ *http.Request, metricsP
 		"First": pks.PK(0), "Second": pks.PK(1), "Last": pks.PK(max(pks.Len-1, 0)), "Owned": pks.Len,
 		"RangeMin": e.cfg.Range.Min, "RangeMax": e.cfg.Range.Max,
 		"Interval": e.cfg.Interval, "Rate": float64(pks.Len) / e.cfg.Interval.Seconds(), "Concurrency": e.cfg.Concurrency,
-		"Cycle": cycle, "Progress": progress, "Lag": e.sched.lag().Round(time.Millisecond),
+		"Cycle": cycle, "Progress": progress, "Lag": e.lag().Round(time.Millisecond),
 		"Fresh": f.Fresh, "MaxAge": e.cfg.MaxAge, "Coverage": 100 * f.Coverage(), "Oldest": f.OldestAge.Round(time.Second),
 		"HasLast": hasLast, "Last1": last, "Upstreams": ups,
 		"MetricsPath": metricsPath, "TelemetryPath": telemetryPath,

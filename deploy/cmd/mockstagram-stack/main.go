@@ -293,8 +293,9 @@ var prev struct {
 func status(exps []string) snapshot {
 	var s snapshot
 	var owned, polled, fresh, polls, errs float64
+	client := &http.Client{Timeout: 2 * time.Second} // a hung exporter must not hang the launcher
 	for _, u := range exps {
-		resp, err := http.Get(u + "/telemetry")
+		resp, err := client.Get(u + "/telemetry")
 		if err != nil {
 			continue
 		}
