@@ -11,84 +11,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metricsql"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/victoria/vmtest"
 )
-
-// The binaries come from go.mod's tool directives: `make build` puts them in
-// bin/. A test run without them builds them once into builtDir (the Go build
-// cache makes every build after the first a link), so the rules are always
-// checked by the same VictoriaMetrics version the pipeline runs.
-var (
-	buildMu  sync.Mutex
-	builtDir string
-	built    = map[string]string{}
-)
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if builtDir != "" {
-		os.RemoveAll(builtDir)
-	}
-	os.Exit(code)
-}
-
-// repoRoot is the module root: this package lives one level below it.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatalf("cannot resolve the repository root: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("no go.mod in %s: the victoria tests must run from victoria/ (go test ./victoria/): %v", root, err)
-	}
-	return root
-}
-
-// tool returns the path of a VictoriaMetrics binary: bin/<name> when present,
-// else a fresh build of github.com/VictoriaMetrics/VictoriaMetrics/app/<name>.
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	root := repoRoot(t)
-	if p := filepath.Join(root, "bin", name); isExecutable(p) {
-		return p
-	}
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if p, ok := built[name]; ok {
-		return p
-	}
-	if builtDir == "" {
-		d, err := os.MkdirTemp("", "victoria-test-bin-")
-		if err != nil {
-			t.Fatalf("cannot create a directory for %s: %v", name, err)
-		}
-		builtDir = d
-	}
-	p := filepath.Join(builtDir, name)
-	pkg := "github.com/VictoriaMetrics/VictoriaMetrics/app/" + name
-	// A cold build of VictoriaMetrics takes about 2 minutes on 2 cores.
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", p, pkg)
-	cmd.Dir = root
-	t.Logf("bin/%s is missing; building it: go build -o %s %s", name, p, pkg)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("cannot build %s (run `make build`, or check go.mod's tool directives): %v\n%s", pkg, err, out)
-	}
-	built[name] = p
-	return p
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
 
 // run runs a binary to completion and returns its combined output.
 func run(t *testing.T, bin string, args ...string) (string, error) {
@@ -96,7 +26,7 @@ func run(t *testing.T, bin string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Dir = repoRoot(t)
+	cmd.Dir = vmtest.RepoRoot()
 	// vmalert-tool keeps a scratch VictoriaMetrics storage under TMPDIR.
 	cmd.Env = append(os.Environ(), "TMPDIR="+t.TempDir())
 	out, err := cmd.CombinedOutput()
@@ -107,7 +37,7 @@ func run(t *testing.T, bin string, args ...string) (string, error) {
 // relative to it, and fails when there are none and some are required.
 func glob(t *testing.T, pattern string, required bool) []string {
 	t.Helper()
-	root := repoRoot(t)
+	root := vmtest.RepoRoot()
 	abs, err := filepath.Glob(filepath.Join(root, pattern))
 	if err != nil {
 		t.Fatalf("bad pattern %q: %v", pattern, err)
@@ -127,7 +57,7 @@ func glob(t *testing.T, pattern string, required bool) []string {
 }
 
 func TestRulesDryRun(t *testing.T) {
-	vmalert := tool(t, "vmalert")
+	vmalert := vmtest.Binary(t, "vmalert")
 	files := glob(t, "victoria/rules/*.yml", true)
 	for _, want := range []string{"victoria/rules/alerts.yml", "victoria/rules/recording.yml"} {
 		if !slices.Contains(files, want) {
@@ -136,7 +66,7 @@ func TestRulesDryRun(t *testing.T) {
 	}
 	f := func(args ...string) {
 		t.Helper()
-		if out, err := run(t, vmalert, append([]string{"-dryRun"}, args...)...); err != nil {
+		if out, err := run(t, vmalert, append([]string{"-dryRun", "-loggerLevel=ERROR"}, args...)...); err != nil {
 			t.Errorf("vmalert -dryRun %s: %v\n%s", strings.Join(args, " "), err, out)
 		}
 	}
@@ -153,13 +83,13 @@ func TestRulesDryRun(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("groups:\n  - name: bad\n    rules:\n      - alert: Bad\n        expr: sum(\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := run(t, vmalert, "-dryRun", "-rule="+bad); err == nil {
+	if out, err := run(t, vmalert, "-dryRun", "-loggerLevel=ERROR", "-rule="+bad); err == nil {
 		t.Errorf("vmalert -dryRun accepted a rule with expr `sum(`; the dry run checks nothing:\n%s", out)
 	}
 }
 
 func TestRulesUnit(t *testing.T) {
-	vmalertTool := tool(t, "vmalert-tool")
+	vmalertTool := vmtest.Binary(t, "vmalert-tool")
 	// One process per file: vmalert-tool stops at the first failing file.
 	for _, file := range glob(t, "victoria/rules/tests/*.yml", true) {
 		t.Run(filepath.Base(file), func(t *testing.T) {
@@ -209,7 +139,7 @@ type unitTestFile struct {
 
 func readYAML(t *testing.T, file string, dst any) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(repoRoot(t), file))
+	b, err := os.ReadFile(filepath.Join(vmtest.RepoRoot(), file))
 	if err != nil {
 		t.Fatalf("cannot read %s: %v", file, err)
 	}
@@ -326,7 +256,7 @@ type expression struct {
 // Grafana dashboard targets. A query users copy from the catalogue, or a
 // panel, must not be the first place a syntax error shows up.
 func TestEveryExpressionParses(t *testing.T) {
-	root := repoRoot(t)
+	root := vmtest.RepoRoot()
 	var all []expression
 	count := map[string]int{} // per file, to prove each source was read
 
@@ -499,24 +429,23 @@ func isRegexpBackref(v string) bool {
 
 // grafanaSamples are the values dashboards' variables take for parsing.
 var grafanaSamples = map[string]string{
-	"pk":                 "1000001",
-	"__rate_interval":    "5m",
-	"__interval":         "1m",
-	"__interval_ms":      "60000",
-	"__range":            "1h",
-	"__range_s":          "3600",
-	"__range_ms":         "3600000",
-	"__auto_interval":    "1m",
-	"__from":             "1763800000000",
-	"__to":               "1763803600000",
-	"__dashboard":        "influencer",
-	"__org":              "1",
-	"__user":             "admin",
-	"upstream":           "http://mockstagram-0:3000",
-	"instance":           "exporter-0:9866",
-	"job":                "mockstagram_influencers",
-	"interval":           "5m",
-	"__rate_interval_ms": "300000",
+	"pk":              "1000001",
+	"__rate_interval": "5m",
+	"__interval":      "1m",
+	"__interval_ms":   "60000",
+	"__range":         "1h",
+	"__range_s":       "3600",
+	"__range_ms":      "3600000",
+	"__auto_interval": "1m",
+	"__from":          "1763800000000",
+	"__to":            "1763803600000",
+	"__dashboard":     "influencer",
+	"__org":           "1",
+	"__user":          "admin",
+	"upstream":        "http://mockstagram-0:3000",
+	"instance":        "exporter-0:9866",
+	"job":             "mockstagram_influencers",
+	"interval":        "5m",
 }
 
 // substituteGrafanaVariables replaces every Grafana variable with its sample

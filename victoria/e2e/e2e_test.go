@@ -294,3 +294,66 @@ func TestVMAgentBuffersThroughAnOutage(t *testing.T) {
 	vm = vmtest.StartOn(t, "victoria-metrics", vm.Port, vm.Dir, "-storageDataPath", vmFlags("")...)
 	checkEveryPollStoredOnce(t, vm, shards, sim, max, start, false)
 }
+
+// TestJumpAlertFiresForThatPKOnly: the simulator's admin API gives one
+// influencer a follower jump; vmalert, running the checked-in rules against
+// the stored series, fires InfluencerFollowerJump for that pk and no other.
+func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
+	const max = pkMin + 999
+	const jumpPK = pkMin + 417
+	sim, url := simtest.Start(t, simtest.Config(pkMin, max, false))
+	shards := startShards(t, url, max, 1)
+	dir := scrapeDir(t, shards, 1)
+	vm := vmtest.Start(t, "victoria-metrics", filepath.Join(dir, "vm"), "-storageDataPath", vmFlags(filepath.Join(dir, "scrape.yml"))...)
+	waitFor(t, 60*time.Second, "two poll cycles in VictoriaMetrics", func() bool {
+		vm.Flush(t)
+		r := vm.Query(t, `count(count_over_time(mockstagram_influencer_followers[1h]) >= 2)`, time.Time{})
+		return len(r) == 1 && r[0].Value.V == 1000
+	})
+	f, g, _ := sim.Peek(jumpPK)
+	if err := sim.Set(jumpPK, f+500_000, g); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the jump to be stored", func() bool {
+		vm.Flush(t)
+		r := vm.Query(t, fmt.Sprintf(`mockstagram_influencer_followers{pk="%d"}`, jumpPK), time.Time{})
+		return len(r) == 1 && r[0].Value.V == float64(f+500_000)
+	})
+	rules, _ := filepath.Glob(filepath.Join(vmtest.RepoRoot(), "victoria", "rules", "*.yml"))
+	args := []string{"-datasource.url=" + vm.URL, "-remoteWrite.url=" + vm.URL, "-notifier.blackhole",
+		"-group.maxStartDelay=100ms", "-rule.evalDelay=0s"}
+	for _, r := range rules {
+		args = append(args, "-rule="+r)
+	}
+	vmalert := vmtest.Start(t, "vmalert", filepath.Join(dir, "vmalert"), "", args...)
+	var firing []string
+	waitFor(t, 60*time.Second, "InfluencerFollowerJump to fire", func() bool {
+		resp, err := http.Get(vmalert.URL + "/api/v1/alerts")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Data struct {
+				Alerts []struct {
+					Name   string `json:"name"`
+					State  string `json:"state"`
+					Labels map[string]string
+				}
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			return false
+		}
+		firing = firing[:0]
+		for _, a := range body.Data.Alerts {
+			if a.Name == "InfluencerFollowerJump" && a.State == "firing" {
+				firing = append(firing, a.Labels["pk"])
+			}
+		}
+		return len(firing) > 0
+	})
+	if len(firing) != 1 || firing[0] != strconv.Itoa(jumpPK) {
+		t.Fatalf("InfluencerFollowerJump fires for pks %v, want only %d", firing, jumpPK)
+	}
+}
