@@ -24,6 +24,7 @@ import (
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
+	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
 	"github.com/mockstagram-exporter/mockstagram-exporter/victoria/vmtest"
 )
 
@@ -85,25 +86,16 @@ func scrapeDir(t *testing.T, shards []*shard, slices int) string {
 	if err := os.WriteFile(filepath.Join(dir, "scrape.yml"), out, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	type group struct {
-		Targets []string          `json:"targets"`
-		Labels  map[string]string `json:"labels,omitempty"`
-	}
-	var infl, tel []group
+	var hosts []string
 	for _, s := range shards {
-		host := strings.TrimPrefix(s.web.URL, "http://")
-		for k := range slices {
-			infl = append(infl, group{Targets: []string{host}, Labels: map[string]string{
-				"instance": fmt.Sprintf("%s/%d", host, k), "__param_slice": strconv.Itoa(k), "__param_slices": strconv.Itoa(slices)}})
-		}
-		tel = append(tel, group{Targets: []string{host}})
+		hosts = append(hosts, strings.TrimPrefix(s.web.URL, "http://"))
 	}
 	os.MkdirAll(filepath.Join(dir, "targets"), 0o755)
-	for name, v := range map[string]any{"influencers.json": infl, "exporters.json": tel} {
-		b, _ := json.Marshal(v)
-		if err := os.WriteFile(filepath.Join(dir, "targets", name), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
+	if err := victoria.WriteTargets(dir, map[string][]victoria.TargetGroup{
+		"influencers.json": victoria.InfluencerTargets(hosts, slices),
+		"exporters.json":   victoria.Hosts(hosts...),
+	}); err != nil {
+		t.Fatal(err)
 	}
 	return dir
 }
@@ -141,6 +133,17 @@ func successfulPolls(t *testing.T, shards []*shard) float64 {
 		}
 	}
 	return n
+}
+
+// waitCycles waits until VictoriaMetrics holds at least n samples of every
+// one of the pks influencers.
+func waitCycles(t *testing.T, vm *vmtest.Proc, n, pks int) {
+	t.Helper()
+	waitFor(t, 60*time.Second, fmt.Sprintf("%d poll cycles of %d pks in VictoriaMetrics", n, pks), func() bool {
+		vm.Flush(t)
+		r := vm.Query(t, fmt.Sprintf(`count(count_over_time(mockstagram_influencer_followers[1h]) >= %d)`, n), time.Time{})
+		return len(r) == 1 && r[0].Value.V == float64(pks)
+	})
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -221,11 +224,7 @@ func TestScrapeStoreQuery(t *testing.T) {
 	dir := scrapeDir(t, shards, 3)
 	vm := vmtest.Start(t, "victoria-metrics", filepath.Join(dir, "vm"), "-storageDataPath", vmFlags(filepath.Join(dir, "scrape.yml"))...)
 
-	waitFor(t, 60*time.Second, "three poll cycles in VictoriaMetrics", func() bool {
-		vm.Flush(t)
-		r := vm.Query(t, `count(count_over_time(mockstagram_influencer_followers[1h]) >= 3)`, time.Time{})
-		return len(r) == 1 && r[0].Value.V == 3000
-	})
+	waitCycles(t, vm, 3, 3000)
 	// followerRatio, as the catalogue defines it.
 	r := vm.Query(t, `mockstagram_influencer_followers / (mockstagram_influencer_following > 0)`, time.Time{})
 	if len(r) != 3000 {
@@ -254,11 +253,7 @@ func TestDriftingTimeSeries(t *testing.T) {
 	shards := startShards(t, url, max, 1)
 	dir := scrapeDir(t, shards, 2)
 	vm := vmtest.Start(t, "victoria-metrics", filepath.Join(dir, "vm"), "-storageDataPath", vmFlags(filepath.Join(dir, "scrape.yml"))...)
-	waitFor(t, 60*time.Second, "four poll cycles in VictoriaMetrics", func() bool {
-		vm.Flush(t)
-		r := vm.Query(t, `count(count_over_time(mockstagram_influencer_followers[1h]) >= 4)`, time.Time{})
-		return len(r) == 1 && r[0].Value.V == 1000
-	})
+	waitCycles(t, vm, 4, 1000)
 	// Most series moved (those on the 5,000 floor may stay put).
 	r := vm.Query(t, `count(changes(mockstagram_influencer_followers[1h]) >= 2)`, time.Time{})
 	if len(r) != 1 || r[0].Value.V < 700 {
@@ -282,11 +277,7 @@ func TestVMAgentBuffersThroughAnOutage(t *testing.T) {
 		"-promscrape.config="+filepath.Join(dir, "scrape.yml"),
 		"-remoteWrite.url="+vm.URL+"/api/v1/write",
 		"-remoteWrite.flushInterval=200ms")
-	waitFor(t, 60*time.Second, "two poll cycles through vmagent", func() bool {
-		vm.Flush(t)
-		r := vm.Query(t, `count(count_over_time(mockstagram_influencer_followers[1h]) >= 2)`, time.Time{})
-		return len(r) == 1 && r[0].Value.V == 1000
-	})
+	waitCycles(t, vm, 2, 1000)
 	if err := vm.Stop(20 * time.Second); err != nil {
 		t.Fatal(err)
 	}
@@ -305,11 +296,7 @@ func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
 	shards := startShards(t, url, max, 1)
 	dir := scrapeDir(t, shards, 1)
 	vm := vmtest.Start(t, "victoria-metrics", filepath.Join(dir, "vm"), "-storageDataPath", vmFlags(filepath.Join(dir, "scrape.yml"))...)
-	waitFor(t, 60*time.Second, "two poll cycles in VictoriaMetrics", func() bool {
-		vm.Flush(t)
-		r := vm.Query(t, `count(count_over_time(mockstagram_influencer_followers[1h]) >= 2)`, time.Time{})
-		return len(r) == 1 && r[0].Value.V == 1000
-	})
+	waitCycles(t, vm, 2, 1000)
 	f, g, _ := sim.Peek(jumpPK)
 	if err := sim.Set(jumpPK, f+500_000, g); err != nil {
 		t.Fatal(err)

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
 )
 
 type cli struct {
@@ -66,13 +67,6 @@ const (
 	portVM       = 1
 	portVMAlert  = 2
 	portExporter = 10 // exporter shard i listens on base+10+i
-)
-
-// bytesPerInfluencer is the plain exposition size per influencer; slices keep
-// each scrape under the scrape config's max_scrape_size (32 MiB).
-const (
-	bytesPerInfluencer = 210
-	maxSliceBytes      = 30 << 20
 )
 
 func run(ctx context.Context, c *cli, out io.Writer) error {
@@ -150,8 +144,22 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	// VictoriaMetrics scrapes with the checked-in scrape config; the
 	// launcher only writes the file_sd targets next to a copy of it.
 	vdir := filepath.Join(c.DataDir, "victoria")
-	slices := (c.PKCount/c.Shards*bytesPerInfluencer)/maxSliceBytes + 1
-	if err := writeScrapeConfig(c, vdir, exps, slices, url(portSim), url(portVM), url(portVMAlert), len(c.MockstagramURL) == 0); err != nil {
+	slices := victoria.SlicesFor(c.PKCount / c.Shards)
+	host := func(u string) string { return strings.TrimPrefix(u, "http://") }
+	var expHosts, simHosts []string
+	for _, e := range exps {
+		expHosts = append(expHosts, host(e))
+	}
+	if len(c.MockstagramURL) == 0 {
+		simHosts = []string{addr(portSim)}
+	}
+	if err := victoria.WriteScrapeConfig(c.VictoriaDir, vdir, map[string][]victoria.TargetGroup{
+		"influencers.json":     victoria.InfluencerTargets(expHosts, slices),
+		"exporters.json":       victoria.Hosts(expHosts...),
+		"simulators.json":      victoria.Hosts(simHosts...),
+		"victoriametrics.json": victoria.Hosts(addr(portVM)),
+		"vmalert.json":         victoria.Hosts(addr(portVMAlert)),
+	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "starting VictoriaMetrics (scraping %d shard(s) as %d slice(s) each) and vmalert...\n", c.Shards, slices)
@@ -197,51 +205,6 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		}
 	}
 	return supervise(ctx, c, out, comps, exps)
-}
-
-// writeScrapeConfig copies the checked-in scrape config into dir and writes
-// the file_sd targets it reads.
-func writeScrapeConfig(c *cli, dir string, exps []string, slices int, sim, vm, vmalert string, withSim bool) error {
-	src, err := os.ReadFile(filepath.Join(c.VictoriaDir, "scrape.yml"))
-	if err != nil {
-		return fmt.Errorf("cannot read the scrape config (run from the repository root or set --victoria.dir): %w", err)
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "targets"), 0o755); err != nil {
-		return err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "scrape.yml"), src, 0o644); err != nil {
-		return err
-	}
-	type group struct {
-		Targets []string          `json:"targets"`
-		Labels  map[string]string `json:"labels,omitempty"`
-	}
-	host := func(u string) string { return strings.TrimPrefix(u, "http://") }
-	var infl, tel []group
-	for _, e := range exps {
-		for k := range slices {
-			infl = append(infl, group{Targets: []string{host(e)}, Labels: map[string]string{
-				"instance": fmt.Sprintf("%s/%d", host(e), k), "__param_slice": strconv.Itoa(k), "__param_slices": strconv.Itoa(slices)}})
-		}
-		tel = append(tel, group{Targets: []string{host(e)}})
-	}
-	files := map[string]any{
-		"influencers.json":     infl,
-		"exporters.json":       tel,
-		"victoriametrics.json": []group{{Targets: []string{host(vm)}}},
-		"vmalert.json":         []group{{Targets: []string{host(vmalert)}}},
-		"simulators.json":      []group{},
-	}
-	if withSim {
-		files["simulators.json"] = []group{{Targets: []string{host(sim)}}}
-	}
-	for name, v := range files {
-		b, _ := json.MarshalIndent(v, "", "  ")
-		if err := os.WriteFile(filepath.Join(dir, "targets", name), b, 0o644); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // supervise prints progress until ctx ends or a component dies.
