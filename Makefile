@@ -12,7 +12,8 @@ ARGS    ?=
 CMDS := mockstagram-sim=./simulator/cmd/mockstagram-sim \
         mockstagram_exporter=./exporter/cmd/mockstagram_exporter \
         exporter-loadtest=./exporter/cmd/exporter-loadtest \
-        mockstagram-stack=./deploy/cmd/mockstagram-stack
+        mockstagram-stack=./deploy/cmd/mockstagram-stack \
+        rankd=./rankd/cmd/rankd
 
 # VictoriaMetrics components, pinned by the tool directives in go.mod and
 # built from the module proxy. They depend on go.mod only, so a warm build

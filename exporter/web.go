@@ -25,6 +25,7 @@ const (
 func (e *Exporter) Handler(metricsPath, telemetryPath string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(metricsPath, e.serveMetrics)
+	mux.HandleFunc(SnapshotPath, e.serveSnapshot)
 	mux.Handle(telemetryPath, promhttp.HandlerFor(e.tel.reg, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		Registry:          e.tel.reg,
@@ -137,6 +138,7 @@ polled every {{.Interval}} ({{printf "%.0f" .Rate}} polls/s) with up to {{.Concu
 <h2>Endpoints</h2><ul>
 <li><a href="{{.MetricsPath}}">{{.MetricsPath}}</a>: influencer gauges (add ?slice=k&amp;slices=n for a slice)</li>
 <li><a href="{{.TelemetryPath}}">{{.TelemetryPath}}</a>: the exporter's own metrics</li>
+<li>/api/v1/snapshot: binary snapshot of every owned influencer, for rankd</li>
 <li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li>
 </ul></body></html>
 `))

@@ -1,7 +1,7 @@
 // Command mockstagram-stack runs the pipeline on one machine, supervised:
 // the Mockstagram simulator (unless --mockstagram.url points elsewhere), the
-// exporter shards, VictoriaMetrics scraping them with victoria/scrape.yml,
-// and vmalert with victoria/rules, each on its own loopback port with its
+// exporter shards, rankd, VictoriaMetrics scraping them with
+// victoria/scrape.yml, and vmalert with victoria/rules, each on its own loopback port with its
 // log under --data.dir. It prints where to look, shows polling progress, and stops
 // everything in order on Ctrl-C or SIGTERM. A component that dies stops the
 // whole stack with the tail of its log.
@@ -38,7 +38,7 @@ type cli struct {
 	PKCount        int           `name:"pk.count" default:"1000000" help:"Influencers to track, from pk 1000000."`
 	Shards         int           `name:"shards" default:"1" help:"Exporter shards."`
 	PollInterval   time.Duration `name:"poll.interval" default:"60s" help:"Every influencer is polled once per interval."`
-	PortsBase      int           `name:"ports.base" default:"19000" help:"First of a block of loopback ports: simulator = base, VictoriaMetrics = base+1, vmalert = base+2, exporter shard i = base+10+i."`
+	PortsBase      int           `name:"ports.base" default:"19000" help:"First of a block of loopback ports: simulator = base, VictoriaMetrics = base+1, vmalert = base+2, rankd = base+3, exporter shard i = base+10+i."`
 	VictoriaDir    string        `name:"victoria.dir" default:"victoria" help:"Where scrape.yml and rules/*.yml are (the repository's victoria/)."`
 	StatusEvery    time.Duration `name:"status.every" default:"30s" help:"Print a status line this often once the first cycle is done."`
 	Verbose        bool          `name:"verbose" help:"Also copy every component's log to the terminal, prefixed."`
@@ -66,6 +66,7 @@ const (
 	portSim      = 0
 	portVM       = 1
 	portVMAlert  = 2
+	portRankd    = 3
 	portExporter = 10 // exporter shard i listens on base+10+i
 )
 
@@ -82,7 +83,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(c.PortsBase+i) }
 	url := func(i int) string { return "http://" + addr(i) }
 	// Check the whole port block before starting anything.
-	ports := []int{portVM, portVMAlert}
+	ports := []int{portVM, portVMAlert, portRankd}
 	if len(c.MockstagramURL) == 0 {
 		ports = append(ports, portSim)
 	}
@@ -141,6 +142,14 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		exps = append(exps, url(portExporter+i))
 	}
 
+	rankdArgs := []string{"--web.listen-address=" + addr(portRankd), "--refresh.interval=" + min(5*time.Second, c.PollInterval).String()}
+	for _, e := range exps {
+		rankdArgs = append(rankdArgs, "--exporter.url="+e)
+	}
+	if err := start("rankd", "rankd", rankdArgs, url(portRankd), "/-/healthy"); err != nil {
+		return err
+	}
+
 	// VictoriaMetrics scrapes with the checked-in scrape config; the
 	// launcher only writes the file_sd targets next to a copy of it.
 	vdir := filepath.Join(c.DataDir, "victoria")
@@ -159,6 +168,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		"simulators.json":      victoria.Hosts(simHosts...),
 		"victoriametrics.json": victoria.Hosts(addr(portVM)),
 		"vmalert.json":         victoria.Hosts(addr(portVMAlert)),
+		"rankd.json":           victoria.Hosts(addr(portRankd)),
 	}); err != nil {
 		return err
 	}
@@ -186,7 +196,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	}
 
 	endpoints := map[string]any{"upstreams": upstreams, "exporters": exps, "victoriametrics": url(portVM),
-		"vmui": url(portVM) + "/vmui/", "vmalert": url(portVMAlert), "logs": logDir}
+		"vmui": url(portVM) + "/vmui/", "vmalert": url(portVMAlert), "rankd": url(portRankd), "logs": logDir}
 	fmt.Fprintf(out, "\nThe pipeline is up. Where to look:\n")
 	if len(c.MockstagramURL) == 0 {
 		fmt.Fprintf(out, "  simulator          %s/api/v1/influencers/1000001\n", upstreams[0])
@@ -198,6 +208,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	q := "mockstagram_influencer_followers{pk=\"1000001\"}"
 	fmt.Fprintf(out, "  VictoriaMetrics    %s/vmui/#/?g0.expr=%s&g0.range_input=1h\n", url(portVM), neturl.QueryEscape(q))
 	fmt.Fprintf(out, "  vmalert alerts     %s/vmalert/alerts\n", url(portVMAlert))
+	fmt.Fprintf(out, "  rankd              %s/api/v1/influencers/1000001  (also /api/v1/average, /api/v1/top?n=10)\n", url(portRankd))
 	fmt.Fprintf(out, "  logs               %s/\n\n", logDir)
 	if b, err := json.MarshalIndent(endpoints, "", "  "); err == nil {
 		if err := os.WriteFile(filepath.Join(c.DataDir, "endpoints.json"), append(b, '\n'), 0o644); err != nil {

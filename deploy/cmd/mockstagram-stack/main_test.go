@@ -30,6 +30,7 @@ func buildBinaries(t *testing.T) string {
 	for name, pkg := range map[string]string{
 		"mockstagram-sim":      "../../../simulator/cmd/mockstagram-sim",
 		"mockstagram_exporter": "../../../exporter/cmd/mockstagram_exporter",
+		"rankd":                "../../../rankd/cmd/rankd",
 	} {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
 		if err != nil {
@@ -113,8 +114,9 @@ func TestStackRunsAndStops(t *testing.T) {
 		Exporters       []string
 		VictoriaMetrics string
 		VMAlert         string
+		Rankd           string
 	}
-	if err := json.Unmarshal(b, &ep); err != nil || ep.Simulator == "" || len(ep.Exporters) != 2 || ep.VictoriaMetrics == "" || ep.VMAlert == "" {
+	if err := json.Unmarshal(b, &ep); err != nil || ep.Simulator == "" || len(ep.Exporters) != 2 || ep.VictoriaMetrics == "" || ep.VMAlert == "" || ep.Rankd == "" {
 		t.Fatalf("endpoints.json: %s (%v)", b, err)
 	}
 	total := 0
@@ -146,6 +148,22 @@ func TestStackRunsAndStops(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	// rankd ranks the same 2000 influencers.
+	deadline3 := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(ep.Rankd + "/api/v1/average")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), `"count":2000`) {
+				break
+			}
+		}
+		if time.Now().After(deadline3) {
+			t.Fatal("rankd never served the average over 2000 influencers")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	resp, err := http.Get(ep.VMAlert + "/api/v1/rules")
 	if err != nil {
 		t.Fatal(err)
@@ -169,7 +187,7 @@ func TestStackRunsAndStops(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("launcher did not stop within 30s")
 	}
-	for _, u := range append(ep.Exporters, ep.Simulator, ep.VictoriaMetrics, ep.VMAlert) {
+	for _, u := range append(ep.Exporters, ep.Simulator, ep.VictoriaMetrics, ep.VMAlert, ep.Rankd) {
 		if _, err := http.Get(u + "/-/healthy"); err == nil {
 			t.Fatalf("%s still answers after the launcher stopped", u)
 		}

@@ -1,0 +1,173 @@
+package rankd
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Handler serves the JSON API, /metrics, health endpoints and a landing page.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /api/v1/influencers/{pk}", s.withSnapshot(s.influencer))
+	mux.HandleFunc("GET /api/v1/average", s.withSnapshot(s.average))
+	mux.HandleFunc("GET /api/v1/top", s.withSnapshot(s.top))
+	mux.HandleFunc("GET /api/v1/status", s.statusHandler)
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+"; see /")
+	})
+	mux.Handle("GET /metrics", s.tel.handler())
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "OK\n") })
+	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if snap := s.snap.Load(); snap == nil || !snap.Complete {
+			http.Error(w, "no complete snapshot yet", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "OK\n")
+	})
+	mux.HandleFunc("GET /{$}", s.landing)
+	return mux
+}
+
+type apiError struct {
+	Status string `json:"status"`
+	Error  string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(apiError{Status: "error", Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}
+
+// withSnapshot answers 503 until a snapshot holds every source's data.
+func (s *Server) withSnapshot(h func(http.ResponseWriter, *http.Request, *Snapshot)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		snap := s.snap.Load()
+		if snap == nil || !snap.Complete {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.cfg.Refresh.Seconds()))))
+			writeError(w, http.StatusServiceUnavailable, "no complete snapshot yet: waiting for every exporter to answer once (see /api/v1/status)")
+			return
+		}
+		h(w, r, snap)
+	}
+}
+
+// InfluencerJSON is the answer of /api/v1/influencers/{pk}.
+type InfluencerJSON struct {
+	PK             int64    `json:"pk"`
+	Username       string   `json:"username"`
+	FollowerCount  uint32   `json:"followerCount"`
+	FollowingCount uint32   `json:"followingCount"`
+	FollowerRatio  *float64 `json:"followerRatio"` // null when followingCount is 0
+	Rank           int      `json:"rank"`
+	DenseRank      int      `json:"denseRank"`
+	Percentile     float64  `json:"percentile"`
+	Total          int      `json:"total"`
+	PolledAt       string   `json:"polledAt"`
+}
+
+func toJSON(inf Influencer, total int) InfluencerJSON {
+	j := InfluencerJSON{PK: inf.PK, Username: "influencer-" + strconv.FormatInt(inf.PK, 10),
+		FollowerCount: inf.Followers, FollowingCount: inf.Following,
+		Rank: inf.Rank, DenseRank: inf.DenseRank, Percentile: math.Round(inf.Percentile*1e4) / 1e4, Total: total,
+		PolledAt: time.UnixMilli(inf.PolledAtMs).UTC().Format(time.RFC3339Nano)}
+	if inf.Following > 0 {
+		r := float64(inf.Followers) / float64(inf.Following)
+		j.FollowerRatio = &r
+	}
+	return j
+}
+
+func (s *Server) influencer(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
+	raw := r.PathValue("pk")
+	pk, err := strconv.ParseInt(raw, 10, 64)
+	if err != nil || pk < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("pk %q is not a non-negative integer", raw))
+		return
+	}
+	inf, ok := snap.Lookup(pk)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no data for pk %d (tracked: %d..%d)", pk, snap.PKMin, snap.PKMin+int64(snap.Span())-1))
+		return
+	}
+	writeJSON(w, toJSON(inf, snap.Count))
+}
+
+func (s *Server) average(w http.ResponseWriter, _ *http.Request, snap *Snapshot) {
+	st := snap.PopulationStats()
+	writeJSON(w, map[string]any{
+		"averageFollowerCount": st.Average, "count": st.Count, "sum": st.Sum,
+		"min": st.Min, "max": st.Max, "percentiles": st.Percentiles,
+		"snapshotAt": snap.Built.UTC().Format(time.RFC3339Nano),
+	})
+}
+
+// maxTop bounds one page of the leaderboard.
+const maxTop = 1000
+
+func (s *Server) top(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
+	n, err := intParam(r, "n", 100, 1, maxTop)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	offset, err := intParam(r, "offset", 0, 0, math.MaxInt32)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	out := []InfluencerJSON{}
+	for _, inf := range snap.Top(n, offset) {
+		out = append(out, toJSON(inf, snap.Count))
+	}
+	writeJSON(w, map[string]any{"total": snap.Count, "offset": offset, "influencers": out})
+}
+
+func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
+	raw := r.URL.Query().Get(name)
+	if raw == "" {
+		return def, nil
+	}
+	v, err := strconv.Atoi(raw)
+	if err != nil || v < lo || v > hi {
+		return 0, fmt.Errorf("%s=%q must be an integer in %d..%d", name, raw, lo, hi)
+	}
+	return v, nil
+}
+
+func (s *Server) statusHandler(w http.ResponseWriter, _ *http.Request) {
+	out := map[string]any{"sources": s.Status(), "refreshInterval": s.cfg.Refresh.String()}
+	if snap := s.snap.Load(); snap != nil {
+		out["snapshotAgeSeconds"] = time.Since(snap.Built).Seconds()
+		out["complete"] = snap.Complete
+		out["influencers"] = snap.Count
+	} else {
+		out["complete"] = false
+	}
+	writeJSON(w, out)
+}
+
+func (s *Server) landing(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	snap := s.snap.Load()
+	state := "waiting for the first complete snapshot"
+	if snap != nil && snap.Complete {
+		state = fmt.Sprintf("%d influencers, snapshot %s old", snap.Count, time.Since(snap.Built).Round(time.Millisecond))
+	}
+	fmt.Fprintf(w, `<!DOCTYPE html><html><head><title>rankd</title></head><body><h1>rankd</h1>
+<p>Rank, average and latest values of every influencer, from %d exporter(s), refreshed every %s: %s.</p>
+<ul><li><a href="/api/v1/influencers/1000001">/api/v1/influencers/{pk}</a></li><li><a href="/api/v1/average">/api/v1/average</a></li>
+<li><a href="/api/v1/top?n=10">/api/v1/top?n=10&amp;offset=0</a></li><li><a href="/api/v1/status">/api/v1/status</a></li>
+<li><a href="/metrics">/metrics</a></li><li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li></ul></body></html>`,
+		len(s.cfg.Sources), s.cfg.Refresh, state)
+}
