@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -100,7 +101,63 @@ func (s *Server) influencer(w http.ResponseWriter, r *http.Request, snap *Snapsh
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no data for pk %d (tracked: %d..%d)", pk, snap.PKMin, snap.PKMin+int64(snap.Span())-1))
 		return
 	}
-	writeJSON(w, toJSON(inf, snap.Count))
+	// The hot endpoint: encoded by hand into a pooled buffer, the same
+	// fields as InfluencerJSON (TestInfluencerEncoding checks they agree).
+	bp := bufPool.Get().(*[]byte)
+	b := appendInfluencer((*bp)[:0], toJSON(inf, snap.Count))
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	w.Write(b)
+	*bp = b
+	bufPool.Put(bp)
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// appendInfluencer encodes j exactly as encoding/json does, plus a newline.
+func appendInfluencer(b []byte, j InfluencerJSON) []byte {
+	b = append(b, `{"pk":`...)
+	b = strconv.AppendInt(b, j.PK, 10)
+	b = append(b, `,"username":`...)
+	b = strconv.AppendQuote(b, j.Username)
+	b = append(b, `,"followerCount":`...)
+	b = strconv.AppendUint(b, uint64(j.FollowerCount), 10)
+	b = append(b, `,"followingCount":`...)
+	b = strconv.AppendUint(b, uint64(j.FollowingCount), 10)
+	b = append(b, `,"followerRatio":`...)
+	if j.FollowerRatio == nil {
+		b = append(b, "null"...)
+	} else {
+		b = appendJSONFloat(b, *j.FollowerRatio)
+	}
+	b = append(b, `,"rank":`...)
+	b = strconv.AppendInt(b, int64(j.Rank), 10)
+	b = append(b, `,"denseRank":`...)
+	b = strconv.AppendInt(b, int64(j.DenseRank), 10)
+	b = append(b, `,"percentile":`...)
+	b = appendJSONFloat(b, j.Percentile)
+	b = append(b, `,"total":`...)
+	b = strconv.AppendInt(b, int64(j.Total), 10)
+	b = append(b, `,"polledAt":`...)
+	b = strconv.AppendQuote(b, j.PolledAt)
+	return append(b, "}\n"...)
+}
+
+// appendJSONFloat formats like encoding/json: shortest repr, 'f' between
+// 1e-6 and 1e21, else 'e' with a two-digit exponent cleanup.
+func appendJSONFloat(b []byte, f float64) []byte {
+	abs := math.Abs(f)
+	if abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		n := len(b)
+		b = strconv.AppendFloat(b, f, 'e', -1, 64)
+		// clean up e-09 to e-9
+		if m := len(b) - n; m >= 4 && b[len(b)-4] == 'e' && b[len(b)-3] == '-' && b[len(b)-2] == '0' {
+			b[len(b)-2] = b[len(b)-1]
+			b = b[:len(b)-1]
+		}
+		return b
+	}
+	return strconv.AppendFloat(b, f, 'f', -1, 64)
 }
 
 func (s *Server) average(w http.ResponseWriter, _ *http.Request, snap *Snapshot) {

@@ -1,6 +1,7 @@
 package rankd
 
 import (
+	"encoding/json"
 	"math/rand/v2"
 	"sort"
 	"testing"
@@ -118,5 +119,22 @@ func TestEmptySnapshot(t *testing.T) {
 	}
 	if st := s.PopulationStats(); st.Count != 0 || st.Average != 0 {
 		t.Fatalf("stats of nothing: %+v", st)
+	}
+}
+
+// TestInfluencerEncoding: the hand encoder writes what encoding/json would.
+func TestInfluencerEncoding(t *testing.T) {
+	ratio := 57166.0 / 1328
+	tiny := 1e-9
+	for _, j := range []InfluencerJSON{
+		{PK: 1000001, Username: "influencer-1000001", FollowerCount: 57166, FollowingCount: 1328, FollowerRatio: &ratio,
+			Rank: 12, DenseRank: 10, Percentile: 99.9988, Total: 1000000, PolledAt: "2026-11-22T02:56:50.898Z"},
+		{PK: 5, Username: `we"ird`, FollowerCount: 5000, Percentile: 100, Total: 1, PolledAt: "x"},
+		{PK: 7, FollowerRatio: &tiny, Percentile: 1e-7},
+	} {
+		want, _ := json.Marshal(j)
+		if got := appendInfluencer(nil, j); string(got) != string(want)+"\n" {
+			t.Fatalf("hand encoding\n%s\nencoding/json\n%s", got, want)
+		}
 	}
 }

@@ -1,0 +1,204 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
+)
+
+func TestParseDefaults(t *testing.T) {
+	c, err := parse(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls, err := c.sources()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(urls) != 0 || c.RefreshInterval != 5*time.Second || c.RefreshTimeout != 10*time.Second ||
+		strings.Join(c.WebListenAddress, " ") != ":9867" || c.WebConfigFile != "" || c.Log.Level != "info" || c.Log.Format != "logfmt" {
+		t.Fatalf("defaults: %+v, sources %v", c, urls)
+	}
+}
+
+func TestParseFlagsAndEnv(t *testing.T) {
+	f := func(env map[string]string, args []string, wantURLs string, wantRefresh time.Duration) {
+		t.Helper()
+		for k, v := range env {
+			t.Setenv(k, v)
+		}
+		c, err := parse(args, io.Discard)
+		if err != nil {
+			t.Fatalf("%v %v: %v", env, args, err)
+		}
+		urls, err := c.sources()
+		if err != nil {
+			t.Fatalf("%v %v: %v", env, args, err)
+		}
+		if strings.Join(urls, " ") != wantURLs || c.RefreshInterval != wantRefresh {
+			t.Fatalf("%v %v: sources %q, refresh %s; want %q, %s", env, args, urls, c.RefreshInterval, wantURLs, wantRefresh)
+		}
+	}
+	f(nil, []string{"--exporter.url=http://a:1", "--exporter.url=http://b:2,http://c:3", "--refresh.interval=2s"},
+		"http://a:1 http://b:2 http://c:3", 2*time.Second)
+	f(map[string]string{"RANKD_EXPORTER_URL": "http://e0:9866,http://e1:9866", "RANKD_REFRESH_INTERVAL": "30s"}, nil,
+		"http://e0:9866 http://e1:9866", 30*time.Second)
+	// A flag beats its environment variable.
+	f(map[string]string{"RANKD_EXPORTER_URL": "http://env:1", "RANKD_REFRESH_INTERVAL": "30s"}, []string{"--exporter.url=http://flag:1", "--refresh.interval=1s"},
+		"http://flag:1", time.Second)
+}
+
+func TestURLsFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "exporters.txt")
+	content := "# exporter shards\nhttp://e0:9866\n\n   http://e1:9866  \n  # http://retired:9866\n\t\nhttp://e2:9866"
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c, err := parse([]string{"--exporter.url=http://flag:9866", "--exporter.urls-file=" + path}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	urls, err := c.sources()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(urls, " "); got != "http://flag:9866 http://e0:9866 http://e1:9866 http://e2:9866" {
+		t.Fatalf("sources %q", got)
+	}
+	if _, err := parse([]string{"--exporter.urls-file=/does/not/exist"}, io.Discard); err == nil {
+		t.Fatal("a missing --exporter.urls-file parsed")
+	}
+}
+
+func TestRunExitCodes(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	f := func(args []string, wantCode int, wantStderr string) {
+		t.Helper()
+		var out, errb bytes.Buffer
+		code := run(context.Background(), args, &out, &errb)
+		if code != wantCode || !strings.Contains(errb.String(), wantStderr) {
+			t.Fatalf("%v: exit %d, stderr %q; want %d and %q", args, code, errb.String(), wantCode, wantStderr)
+		}
+	}
+	f([]string{"--help"}, 0, "")
+	f(nil, 2, "no exporter to read; set --exporter.url (repeatable) or --exporter.urls-file")
+	f([]string{"--exporter.url=ftp://x:21"}, 2, `exporter.url=\"ftp://x:21\" is not an http(s) URL`)
+	f([]string{"--exporter.url=exporter-0:9866"}, 2, "is not an http(s) URL")
+	f([]string{"--exporter.url=http://a:1,http://a:1"}, 2, `exporter.url=\"http://a:1\" is given twice`)
+	f([]string{"--exporter.url=http://a:1", "--refresh.interval=10ms"}, 2, "refresh.interval=10ms is below 100ms")
+	f([]string{"--exporter.url=http://a:1", "--refresh.timeout=0s"}, 2, "refresh.timeout=0s must be positive")
+	f([]string{"--refresh.interval=soon"}, 2, "--refresh.interval")
+	f([]string{"--log.level=loud"}, 2, "--log.level")
+	f([]string{"--exporter.url=http://a:1", "--web.listen-address=" + taken.Addr().String(), "--log.level=warn"}, 1, "cannot listen on --web.listen-address")
+
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, &out, io.Discard); code != 0 ||
+		!strings.Contains(out.String(), "--exporter.url") || !strings.Contains(out.String(), "--refresh.interval") {
+		t.Fatalf("--help: exit %d, output %q", code, out.String())
+	}
+}
+
+// startExporter runs one exporter shard over the simulator at url until the
+// test ends, and returns its base URL once it has polled every pk.
+func startExporter(t *testing.T, url string, lo, hi int64) string {
+	t.Helper()
+	e, err := exporter.New(exporter.Config{URLs: []string{url}, Range: pkrange.Range{Min: lo, Max: hi},
+		Shard: pkrange.Shard{Index: 0, Count: 1}, Interval: time.Second, Timeout: 300 * time.Millisecond,
+		Concurrency: 16, Pipeline: 4, Retries: 2, RetryBackoff: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	web := httptest.NewServer(e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath))
+	t.Cleanup(func() { web.Close(); cancel(); <-done })
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if r, ok := e.LastCycle(); ok && r.Polled == r.Owned {
+			return web.URL
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("exporter never completed a cycle")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRunServesAndStops runs the binary's run function against a real
+// exporter, waits for the average over all 100 influencers, then stops it as
+// SIGTERM would and checks that the port is released.
+func TestRunServesAndStops(t *testing.T) {
+	_, simURL := simtest.Start(t, simtest.Config(1000000, 1000099, false))
+	exp := startExporter(t, simURL, 1000000, 1000099)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan int, 1)
+	var stderr bytes.Buffer // written by run's goroutine; read only after it returned
+	go func() {
+		done <- run(ctx, []string{"--exporter.url=" + exp, "--refresh.interval=200ms", "--refresh.timeout=5s",
+			"--web.listen-address=" + addr, "--log.level=warn"}, io.Discard, &stderr)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	last := "no answer"
+	for {
+		resp, err := http.Get("http://" + addr + "/api/v1/average")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK && bytes.Contains(body, []byte(`"count":100`)) {
+				break
+			}
+			last = resp.Status + " " + string(body)
+		} else {
+			last = err.Error()
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("rankd exited %d before serving; stderr:\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			<-done
+			t.Fatalf("rankd never served the average over 100 influencers; last answer: %s; stderr:\n%s", last, stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d after SIGTERM; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("rankd did not stop within 15s of SIGTERM")
+	}
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s still accepts connections after rankd stopped", addr)
+	}
+}
