@@ -88,7 +88,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, client: &http.Client{Timeout: cfg.Timeout}}
 	for _, u := range cfg.Sources {
-		s.sources = append(s.sources, &source{url: strings.TrimRight(u, "/"), status: SourceStatus{URL: u}})
+		u = strings.TrimRight(u, "/")
+		s.sources = append(s.sources, &source{url: u, status: SourceStatus{URL: u}})
 	}
 	s.tel = newTelemetry(s)
 	return s, nil
@@ -226,9 +227,9 @@ func (s *Server) Status() []SourceStatus {
 	if st := s.status.Load(); st != nil {
 		return *st
 	}
-	out := make([]SourceStatus, len(s.cfg.Sources))
-	for i, u := range s.cfg.Sources {
-		out[i] = SourceStatus{URL: u}
+	out := make([]SourceStatus, len(s.sources))
+	for i, src := range s.sources {
+		out[i] = SourceStatus{URL: src.url}
 	}
 	return out
 }
