@@ -24,7 +24,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", s.tel.handler())
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "OK\n") })
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if snap := s.snap.Load(); snap == nil || !snap.Complete {
+		if snap := s.snap.Load(); snap == nil || !snap.Complete { // reads only the flag
 			http.Error(w, "no complete snapshot yet", http.StatusServiceUnavailable)
 			return
 		}
@@ -53,7 +53,8 @@ func writeJSON(w http.ResponseWriter, v any) {
 // withSnapshot answers 503 until a snapshot holds every source's data.
 func (s *Server) withSnapshot(h func(http.ResponseWriter, *http.Request, *Snapshot)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		snap := s.snap.Load()
+		snap := s.acquire()
+		defer release(snap)
 		if snap == nil || !snap.Complete {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.cfg.Refresh.Seconds()))))
 			writeError(w, http.StatusServiceUnavailable, "no complete snapshot yet: waiting for every exporter to answer once (see /api/v1/status)")
@@ -204,7 +205,8 @@ func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 
 func (s *Server) statusHandler(w http.ResponseWriter, _ *http.Request) {
 	out := map[string]any{"sources": s.Status(), "refreshInterval": s.cfg.Refresh.String()}
-	if snap := s.snap.Load(); snap != nil {
+	if snap := s.acquire(); snap != nil {
+		defer release(snap)
 		out["snapshotAgeSeconds"] = time.Since(snap.Built).Seconds()
 		out["complete"] = snap.Complete
 		out["influencers"] = snap.Count
@@ -216,7 +218,8 @@ func (s *Server) statusHandler(w http.ResponseWriter, _ *http.Request) {
 
 func (s *Server) landing(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	snap := s.snap.Load()
+	snap := s.acquire()
+	defer release(snap)
 	state := "waiting for the first complete snapshot"
 	if snap != nil && snap.Complete {
 		state = fmt.Sprintf("%d influencers, snapshot %s old", snap.Count, time.Since(snap.Built).Round(time.Millisecond))

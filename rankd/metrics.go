@@ -64,7 +64,8 @@ func (c *populationCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		ch <- prometheus.MustNewConstMetric(descSource, prometheus.GaugeValue, up, st.URL)
 	}
-	snap := c.s.snap.Load()
+	snap := c.s.acquire()
+	defer release(snap)
 	if snap == nil {
 		ch <- prometheus.MustNewConstMetric(descComplete, prometheus.GaugeValue, 0)
 		return

@@ -63,6 +63,7 @@ type source struct {
 	url    string
 	h      snapwire.Header
 	recs   []snapwire.Record
+	spare  []snapwire.Record // decoded into, swapped with recs on success
 	status SourceStatus
 }
 
@@ -75,6 +76,11 @@ type Server struct {
 	status  atomic.Pointer[[]SourceStatus] // published at the end of each refresh
 	mu      sync.Mutex                     // guards sources (the refresher's own state)
 	sources []*source
+	// The refresher reuses the arrays of the snapshot before the current
+	// one and its sort buffers, so a refresh of 1M influencers allocates
+	// nothing and leaves no garbage to slow the readers down.
+	spare   *Snapshot
+	scratch buildScratch
 	tel     *telemetry
 }
 
@@ -96,7 +102,30 @@ func New(cfg Config) (*Server, error) {
 }
 
 // Snapshot returns the current snapshot, nil before the first refresh.
+// Hold it only briefly; long readers use acquire and release.
 func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
+
+// acquire returns the current snapshot, counted as in use so that the
+// refresher does not rebuild into its arrays; release it when done.
+func (s *Server) acquire() *Snapshot {
+	for {
+		snap := s.snap.Load()
+		if snap == nil {
+			return nil
+		}
+		snap.readers.Add(1)
+		if s.snap.Load() == snap {
+			return snap
+		}
+		snap.readers.Add(-1) // swapped meanwhile: take the new one
+	}
+}
+
+func release(snap *Snapshot) {
+	if snap != nil {
+		snap.readers.Add(-1)
+	}
+}
 
 // Run refreshes the snapshot every interval until ctx ends.
 func (s *Server) Run(ctx context.Context) {
@@ -129,9 +158,10 @@ func (s *Server) Refresh(ctx context.Context) {
 	}
 	wg.Wait()
 	snap := s.merge()
-	snap.build()
+	snap.build(&s.scratch)
 	snap.Built = time.Now()
-	s.snap.Store(snap)
+	old := s.snap.Swap(snap)
+	s.spare = old // rebuilt into next time, once its readers are gone
 	st := make([]SourceStatus, len(s.sources))
 	for i, src := range s.sources {
 		st[i] = src.status
@@ -156,17 +186,18 @@ func (s *Server) fetch(ctx context.Context, src *source) {
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("HTTP %d", resp.StatusCode)
 		}
-		var recs []snapwire.Record
+		recs := src.spare
 		h, err := snapwire.Read(resp.Body, func(h snapwire.Header, i int, x snapwire.Record) {
-			if recs == nil {
-				recs = make([]snapwire.Record, h.N)
+			if i == 0 {
+				recs = resize(recs, int(h.N))
 			}
 			recs[i] = x
 		})
 		if err != nil {
-			return err
+			src.spare = recs
+			return err // recs keeps the last good data
 		}
-		src.h, src.recs = h, recs
+		src.h, src.recs, src.spare = h, recs[:h.N], src.recs
 		return nil
 	}()
 	st := &src.status
@@ -200,15 +231,25 @@ func (s *Server) merge() *Snapshot {
 			hi = last
 		}
 	}
-	snap := &Snapshot{Complete: complete}
+	snap := s.spare
+	s.spare = nil
+	if snap == nil {
+		snap = &Snapshot{}
+	}
+	// Wait for the last readers of the spare (requests take microseconds).
+	for snap.readers.Load() != 0 {
+		time.Sleep(time.Millisecond)
+	}
+	snap.Complete = complete
 	if lo < 0 {
+		*snap = Snapshot{Complete: complete}
 		return snap
 	}
-	n := hi - lo + 1
+	n := int(hi - lo + 1)
 	snap.PKMin = lo
-	snap.followers = make([]uint32, n)
-	snap.following = make([]uint32, n)
-	snap.timeMs = make([]int64, n)
+	snap.followers = resize(snap.followers, n)
+	snap.following = resize(snap.following, n)
+	snap.timeMs = resize(snap.timeMs, n)
 	for _, src := range s.sources {
 		for i, r := range src.recs {
 			j := src.h.First + int64(i)*src.h.Step - lo
@@ -219,6 +260,16 @@ func (s *Server) merge() *Snapshot {
 		}
 	}
 	return snap
+}
+
+// resize returns a zeroed slice of length n, reusing b's array when it can.
+func resize[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n)
+	}
+	b = b[:n]
+	clear(b)
+	return b
 }
 
 // Status is rankd's view of its sources as of the last refresh; it never

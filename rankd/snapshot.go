@@ -6,6 +6,7 @@ package rankd
 
 import (
 	"sort"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,8 @@ type Snapshot struct {
 	Sum      uint64 // of their followers
 	Built    time.Time
 	Complete bool // every source answered at least once
+
+	readers atomic.Int64 // requests using it now; see Server.acquire
 }
 
 // Span is the number of pk slots the snapshot covers.
@@ -128,12 +131,21 @@ func (s *Snapshot) Quantile(q float64) uint32 {
 	return s.followers[s.order[s.Count-1-k]]
 }
 
+// buildScratch is reused between builds.
+type buildScratch struct {
+	keys, keys2 []uint32
+	idx2        []int32
+}
+
 // build orders the snapshot's influencers; followers/following/timeMs must
-// be filled.
-func (s *Snapshot) build() {
+// be filled. sc may be nil.
+func (s *Snapshot) build(sc *buildScratch) {
+	if sc == nil {
+		sc = &buildScratch{}
+	}
 	n := len(s.followers)
-	keys := make([]uint32, 0, n)
-	idx := make([]int32, 0, n)
+	keys := sc.keys[:0]
+	idx := s.order[:0]
 	s.Sum, s.Count = 0, 0
 	for i := range n {
 		if s.timeMs[i] == 0 {
@@ -145,7 +157,10 @@ func (s *Snapshot) build() {
 		s.Sum += uint64(f)
 	}
 	s.Count = len(idx)
-	radixSort(keys, idx)
+	sc.keys2 = resizeScratch(sc.keys2, len(keys))
+	sc.idx2 = resizeScratch(sc.idx2, len(keys))
+	radixSort(keys, idx, sc.keys2, sc.idx2)
+	sc.keys = keys
 	s.order = idx
 	s.uniq = s.uniq[:0]
 	s.above = s.above[:0]
@@ -156,18 +171,20 @@ func (s *Snapshot) build() {
 			s.above = append(s.above, uint32(k))
 		}
 	}
-	// Right-size: most of the capacity is unused when counts repeat.
-	s.uniq = append([]uint32(nil), s.uniq...)
-	s.above = append([]uint32(nil), s.above...)
+}
+
+func resizeScratch[T any](b []T, n int) []T {
+	if cap(b) < n {
+		return make([]T, n)
+	}
+	return b[:n]
 }
 
 // radixSort sorts keys ascending, carrying idx along; it is stable, so
 // equal keys keep idx's order (pk ascending). Four 8-bit passes: about
 // 15 ms for 1M, several times faster than a comparison sort.
-func radixSort(keys []uint32, idx []int32) {
+func radixSort(keys []uint32, idx []int32, k2 []uint32, i2 []int32) {
 	n := len(keys)
-	k2 := make([]uint32, n)
-	i2 := make([]int32, n)
 	for shift := uint(0); shift < 32; shift += 8 {
 		var count [257]int
 		for _, k := range keys {

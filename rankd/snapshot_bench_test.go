@@ -21,15 +21,16 @@ func simulatorLike(n int) *Snapshot {
 // BenchmarkBuild1M is the ordering part of a refresh of 1M influencers.
 func BenchmarkBuild1M(b *testing.B) {
 	s := simulatorLike(1_000_000)
+	var sc buildScratch // kept between refreshes, as the server does
 	b.ReportAllocs()
 	for b.Loop() {
-		s.build()
+		s.build(&sc)
 	}
 	var m0, m1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&m0)
 	t := simulatorLike(1_000_000)
-	t.build()
+	t.build(nil)
 	runtime.GC()
 	runtime.ReadMemStats(&m1)
 	b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/1e6, "heapB/influencer")
@@ -39,7 +40,7 @@ func BenchmarkBuild1M(b *testing.B) {
 // BenchmarkLookup1M is one rank lookup among 1M influencers.
 func BenchmarkLookup1M(b *testing.B) {
 	s := simulatorLike(1_000_000)
-	s.build()
+	s.build(nil)
 	b.ReportAllocs()
 	pk := int64(1_000_000)
 	for b.Loop() {

@@ -27,7 +27,7 @@ func randomSnapshot(r *rand.Rand, n int) *Snapshot {
 		}
 		s.followers[i], s.following[i], s.timeMs[i] = f, uint32(50+r.IntN(2000)), int64(1+i)
 	}
-	s.build()
+	s.build(nil)
 	return s
 }
 
@@ -113,7 +113,7 @@ func TestRanksAgainstBruteForce(t *testing.T) {
 
 func TestEmptySnapshot(t *testing.T) {
 	s := &Snapshot{PKMin: 5}
-	s.build()
+	s.build(nil)
 	if _, ok := s.Lookup(5); ok || s.Count != 0 || len(s.Top(10, 0)) != 0 {
 		t.Fatal("an empty snapshot must find nothing")
 	}
