@@ -2,12 +2,10 @@ package exporter_test
 
 import (
 	"bytes"
-	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -19,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/exporter/exportertest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
@@ -27,10 +26,7 @@ import (
 const pkMin = 1_000_000
 
 // shard is an exporter running against the given upstreams until the test ends.
-type shard struct {
-	e   *exporter.Exporter
-	web *httptest.Server
-}
+type shard struct{ *exportertest.Shard }
 
 func testConfig(urls []string, max int64, s pkrange.Shard) exporter.Config {
 	return exporter.Config{
@@ -49,39 +45,17 @@ func testConfig(urls []string, max int64, s pkrange.Shard) exporter.Config {
 
 func startShard(t *testing.T, cfg exporter.Config) *shard {
 	t.Helper()
-	e, err := exporter.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.Run(ctx); close(done) }()
-	web := httptest.NewServer(e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath))
-	t.Cleanup(func() {
-		web.Close()
-		cancel()
-		<-done
-	})
-	return &shard{e: e, web: web}
+	return &shard{exportertest.Start(t, cfg)}
 }
 
-// waitCycles waits until n cycles have been reported and returns the last.
 func (s *shard) waitCycles(t *testing.T, n int64) exporter.CycleReport {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		if r, ok := s.e.LastCycle(); ok && r.Cycle >= n-1 {
-			return r
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("no report of cycle %d within 60s", n-1)
-	return exporter.CycleReport{}
+	return s.WaitCycles(t, n)
 }
 
 func (s *shard) scrape(t *testing.T, path string, gzip bool) map[string]*dto.MetricFamily {
 	t.Helper()
-	req, _ := http.NewRequest("GET", s.web.URL+path, nil)
+	req, _ := http.NewRequest("GET", s.URL+path, nil)
 	if !gzip {
 		req.Header.Set("Accept-Encoding", "identity")
 	} // else Go's transport asks for gzip and decodes it transparently
@@ -465,7 +439,7 @@ func TestTelemetryAndPages(t *testing.T) {
 			t.Errorf("telemetry lacks %s", name)
 		}
 	}
-	resp, err := http.Get(s.web.URL + "/telemetry")
+	resp, err := http.Get(s.URL + "/telemetry")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -480,7 +454,7 @@ func TestTelemetryAndPages(t *testing.T) {
 	}
 	get := func(path string, wantStatus int, wantBody string) {
 		t.Helper()
-		resp, err := http.Get(s.web.URL + path)
+		resp, err := http.Get(s.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}

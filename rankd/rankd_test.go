@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/exporter/exportertest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/rankd"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
@@ -22,33 +22,15 @@ import (
 
 const pkMin = 1_000_000
 
-// startExporters runs n exporter shards against the simulator at url.
+// startExporters runs n exporter shards against the simulator at url and
+// returns their URLs once each has polled every pk.
 func startExporters(t *testing.T, url string, max int64, n int) []string {
 	t.Helper()
 	var out []string
 	for i := range n {
-		e, err := exporter.New(exporter.Config{URLs: []string{url}, Range: pkrange.Range{Min: pkMin, Max: max},
-			Shard: pkrange.Shard{Index: i, Count: n}, Interval: time.Second, Timeout: 300 * time.Millisecond,
-			Concurrency: 16, Pipeline: 4, Retries: 2, RetryBackoff: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { e.Run(ctx); close(done) }()
-		web := httptest.NewServer(e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath))
-		t.Cleanup(func() { web.Close(); cancel(); <-done })
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			if r, ok := e.LastCycle(); ok && r.Polled == r.Owned {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("exporter never completed a cycle")
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		out = append(out, web.URL)
+		s := exportertest.Start(t, exportertest.Config([]string{url}, pkMin, max, pkrange.Shard{Index: i, Count: n}))
+		s.WaitComplete(t)
+		out = append(out, s.URL)
 	}
 	return out
 }

@@ -4,13 +4,10 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,7 +17,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/exporter/exportertest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
@@ -35,33 +32,15 @@ const (
 	scrapeInterval = pollInterval / 2
 )
 
-// shard is an exporter polling in-process, served over HTTP until the test
-// ends; stopPolling ends its polling but keeps serving what it holds.
-type shard struct {
-	e           *exporter.Exporter
-	web         *httptest.Server
-	stopPolling func()
-}
-
-func startShards(t *testing.T, url string, max int64, n int) []*shard {
+// startShards runs n exporter shards polling every poll interval, pipelined.
+func startShards(t *testing.T, url string, max int64, n int) []*exportertest.Shard {
 	t.Helper()
-	var out []*shard
+	var out []*exportertest.Shard
 	for i := range n {
-		e, err := exporter.New(exporter.Config{
-			URLs: []string{url}, Range: pkrange.Range{Min: pkMin, Max: max}, Shard: pkrange.Shard{Index: i, Count: n},
-			Interval: pollInterval, Timeout: 500 * time.Millisecond, Concurrency: 32, Pipeline: 8,
-			Retries: 2, RetryBackoff: 100 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { e.Run(ctx); close(done) }()
-		s := &shard{e: e, web: httptest.NewServer(e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath))}
-		s.stopPolling = func() { cancel(); <-done }
-		t.Cleanup(func() { s.stopPolling(); s.web.Close() })
-		out = append(out, s)
+		cfg := exportertest.Config([]string{url}, pkMin, max, pkrange.Shard{Index: i, Count: n})
+		cfg.Interval, cfg.Timeout, cfg.Concurrency, cfg.Pipeline = pollInterval, 500*time.Millisecond, 32, 8
+		cfg.RetryBackoff = 100 * time.Millisecond
+		out = append(out, exportertest.Start(t, cfg))
 	}
 	return out
 }
@@ -69,7 +48,7 @@ func startShards(t *testing.T, url string, max int64, n int) []*shard {
 // scrapeDir copies the checked-in victoria/scrape.yml into a temp dir with
 // the test's scrape interval, and writes file_sd targets for the shards,
 // each scraped as `slices` slices.
-func scrapeDir(t *testing.T, shards []*shard, slices int) string {
+func scrapeDir(t *testing.T, shards []*exportertest.Shard, slices int) string {
 	t.Helper()
 	dir := t.TempDir()
 	raw, err := os.ReadFile(filepath.Join(vmtest.RepoRoot(), "victoria", "scrape.yml"))
@@ -88,7 +67,7 @@ func scrapeDir(t *testing.T, shards []*shard, slices int) string {
 	}
 	var hosts []string
 	for _, s := range shards {
-		hosts = append(hosts, strings.TrimPrefix(s.web.URL, "http://"))
+		hosts = append(hosts, strings.TrimPrefix(s.URL, "http://"))
 	}
 	os.MkdirAll(filepath.Join(dir, "targets"), 0o755)
 	if err := victoria.WriteTargets(dir, map[string][]victoria.TargetGroup{
@@ -114,11 +93,11 @@ func vmFlags(scrapeCfg string) []string {
 	return flags
 }
 
-func successfulPolls(t *testing.T, shards []*shard) float64 {
+func successfulPolls(t *testing.T, shards []*exportertest.Shard) float64 {
 	t.Helper()
 	var n float64
 	for _, s := range shards {
-		resp, err := http.Get(s.web.URL + "/telemetry")
+		resp, err := http.Get(s.URL + "/telemetry")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -164,10 +143,10 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // values are the simulator's: every sample with fixed counts, the last one
 // with drifting counts (every poll moved them; the last poll saw the final
 // state).
-func checkEveryPollStoredOnce(t *testing.T, vm *vmtest.Proc, shards []*shard, sim *simulator.Server, max int64, start time.Time, drift bool) {
+func checkEveryPollStoredOnce(t *testing.T, vm *vmtest.Proc, shards []*exportertest.Shard, sim *simulator.Server, max int64, start time.Time, drift bool) {
 	t.Helper()
 	for _, s := range shards {
-		s.stopPolling()
+		s.StopPolling()
 	}
 	polls := successfulPolls(t, shards)
 	var stored int

@@ -4,17 +4,15 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/exporter/exportertest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
 )
@@ -115,39 +113,14 @@ func TestRunExitCodes(t *testing.T) {
 	}
 }
 
-// startExporter runs one exporter shard over the simulator at url until the
-// test ends, and returns its base URL once it has polled every pk.
-func startExporter(t *testing.T, url string, lo, hi int64) string {
-	t.Helper()
-	e, err := exporter.New(exporter.Config{URLs: []string{url}, Range: pkrange.Range{Min: lo, Max: hi},
-		Shard: pkrange.Shard{Index: 0, Count: 1}, Interval: time.Second, Timeout: 300 * time.Millisecond,
-		Concurrency: 16, Pipeline: 4, Retries: 2, RetryBackoff: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { e.Run(ctx); close(done) }()
-	web := httptest.NewServer(e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath))
-	t.Cleanup(func() { web.Close(); cancel(); <-done })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if r, ok := e.LastCycle(); ok && r.Polled == r.Owned {
-			return web.URL
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("exporter never completed a cycle")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestRunServesAndStops runs the binary's run function against a real
 // exporter, waits for the average over all 100 influencers, then stops it as
 // SIGTERM would and checks that the port is released.
 func TestRunServesAndStops(t *testing.T) {
 	_, simURL := simtest.Start(t, simtest.Config(1000000, 1000099, false))
-	exp := startExporter(t, simURL, 1000000, 1000099)
+	shard := exportertest.Start(t, exportertest.Config([]string{simURL}, 1000000, 1000099, pkrange.Shard{Count: 1}))
+	shard.WaitComplete(t)
+	exp := shard.URL
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -1,0 +1,85 @@
+// Package exportertest runs exporter shards in-process for the tests of the
+// components that read them (rankd, VictoriaMetrics end to end, the
+// exporter's own integration tests).
+package exportertest
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+)
+
+// Config is a shard of pks min..max polling urls every second, with short
+// timeouts and retries, quiet logs.
+func Config(urls []string, min, max int64, shard pkrange.Shard) exporter.Config {
+	return exporter.Config{
+		URLs: urls, Range: pkrange.Range{Min: min, Max: max}, Shard: shard,
+		Interval: time.Second, Timeout: 300 * time.Millisecond, Concurrency: 16, Pipeline: 4,
+		Retries: 2, RetryBackoff: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+	}
+}
+
+// Shard is an exporter polling in-process and served over HTTP until the
+// test ends.
+type Shard struct {
+	E   *exporter.Exporter
+	URL string // base URL of its HTTP surface
+	web *httptest.Server
+
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// Start runs cfg until the test ends.
+func Start(t testing.TB, cfg exporter.Config) *Shard {
+	t.Helper()
+	e, err := exporter.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Shard{E: e, cancel: cancel, done: make(chan struct{})}
+	go func() { e.Run(ctx); close(s.done) }()
+	s.web = httptest.NewServer(e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath))
+	s.URL = s.web.URL
+	t.Cleanup(func() { s.StopPolling(); s.web.Close() })
+	return s
+}
+
+// StopPolling ends polling; the shard keeps serving what it holds.
+func (s *Shard) StopPolling() {
+	s.cancel()
+	<-s.done
+}
+
+// WaitCycles waits until n cycles have been reported and returns the last.
+func (s *Shard) WaitCycles(t testing.TB, n int64) exporter.CycleReport {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, ok := s.E.LastCycle(); ok && r.Cycle >= n-1 {
+			return r
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("no report of cycle %d within 60s", n-1)
+	return exporter.CycleReport{}
+}
+
+// WaitComplete waits for a cycle in which every owned pk was polled.
+func (s *Shard) WaitComplete(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if r, ok := s.E.LastCycle(); ok && r.Polled == r.Owned {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("the exporter never polled every pk in one cycle")
+}
