@@ -79,6 +79,42 @@ func scrapeDir(t *testing.T, shards []*exportertest.Shard, slices int) string {
 	return dir
 }
 
+// pipeline is one test's simulator (pks from pkMin), exporter shards and
+// scrape directory.
+type pipeline struct {
+	sim    *simulator.Server
+	shards []*exportertest.Shard
+	dir    string
+	max    int64
+	start  time.Time
+}
+
+func newPipeline(t *testing.T, pks int, drift bool, shards, slices int) *pipeline {
+	t.Helper()
+	p := &pipeline{max: pkMin + int64(pks) - 1, start: time.Now()}
+	var url string
+	p.sim, url = simtest.Start(t, simtest.Config(pkMin, p.max, drift))
+	p.shards = startShards(t, url, p.max, shards)
+	p.dir = scrapeDir(t, p.shards, slices)
+	return p
+}
+
+// startVM starts VictoriaMetrics, scraping the shards itself or not.
+func (p *pipeline) startVM(t *testing.T, scrape bool) *vmtest.Proc {
+	t.Helper()
+	cfg := ""
+	if scrape {
+		cfg = filepath.Join(p.dir, "scrape.yml")
+	}
+	return vmtest.Start(t, "victoria-metrics", filepath.Join(p.dir, "vm"), "-storageDataPath", vmFlags(cfg)...)
+}
+
+// checkEveryPollStoredOnce is the package function for this pipeline.
+func (p *pipeline) checkEveryPollStoredOnce(t *testing.T, vm *vmtest.Proc, drift bool) {
+	t.Helper()
+	checkEveryPollStoredOnce(t, vm, p.shards, p.sim, p.max, p.start, drift)
+}
+
 // vmFlags are the single-node flags the pipeline runs VictoriaMetrics with.
 func vmFlags(scrapeCfg string) []string {
 	flags := []string{
@@ -196,12 +232,9 @@ func checkEveryPollStoredOnce(t *testing.T, vm *vmtest.Proc, shards []*exportert
 // query equals the simulator's followers/following, nothing else scraped
 // by mistake.
 func TestScrapeStoreQuery(t *testing.T) {
-	const max = pkMin + 2999
-	sim, url := simtest.Start(t, simtest.Config(pkMin, max, false))
-	start := time.Now()
-	shards := startShards(t, url, max, 2)
-	dir := scrapeDir(t, shards, 3)
-	vm := vmtest.Start(t, "victoria-metrics", filepath.Join(dir, "vm"), "-storageDataPath", vmFlags(filepath.Join(dir, "scrape.yml"))...)
+	p := newPipeline(t, 3000, false, 2, 3)
+	sim := p.sim
+	vm := p.startVM(t, true)
 
 	waitCycles(t, vm, 3, 3000)
 	// followerRatio, as the catalogue defines it.
@@ -219,26 +252,22 @@ func TestScrapeStoreQuery(t *testing.T) {
 	if up := vm.Query(t, `up{job="mockstagram_influencers"} == 1`, time.Time{}); len(up) != 6 {
 		t.Fatalf("%d of 6 influencer slices up", len(up))
 	}
-	checkEveryPollStoredOnce(t, vm, shards, sim, max, start, false)
+	p.checkEveryPollStoredOnce(t, vm, false)
 }
 
 // TestDriftingTimeSeries: with counts that move on every poll, each pk's
 // stored series moves too, one sample per poll, and ends at the simulator's
 // final state.
 func TestDriftingTimeSeries(t *testing.T) {
-	const max = pkMin + 999
-	sim, url := simtest.Start(t, simtest.Config(pkMin, max, true))
-	start := time.Now()
-	shards := startShards(t, url, max, 1)
-	dir := scrapeDir(t, shards, 2)
-	vm := vmtest.Start(t, "victoria-metrics", filepath.Join(dir, "vm"), "-storageDataPath", vmFlags(filepath.Join(dir, "scrape.yml"))...)
+	p := newPipeline(t, 1000, true, 1, 2)
+	vm := p.startVM(t, true)
 	waitCycles(t, vm, 4, 1000)
 	// Most series moved (those on the 5,000 floor may stay put).
 	r := vm.Query(t, `count(changes(mockstagram_influencer_followers[1h]) >= 2)`, time.Time{})
 	if len(r) != 1 || r[0].Value.V < 700 {
 		t.Fatalf("only %v of 1000 follower series changed at least twice", r)
 	}
-	checkEveryPollStoredOnce(t, vm, shards, sim, max, start, true)
+	p.checkEveryPollStoredOnce(t, vm, true)
 }
 
 // TestVMAgentBuffersThroughAnOutage: vmagent scrapes and remote-writes to
@@ -246,14 +275,10 @@ func TestDriftingTimeSeries(t *testing.T) {
 // back; vmagent's on-disk buffer delivers everything: every poll stored
 // once, none lost, none duplicated.
 func TestVMAgentBuffersThroughAnOutage(t *testing.T) {
-	const max = pkMin + 999
-	sim, url := simtest.Start(t, simtest.Config(pkMin, max, false))
-	start := time.Now()
-	shards := startShards(t, url, max, 2)
-	dir := scrapeDir(t, shards, 2)
-	vm := vmtest.Start(t, "victoria-metrics", filepath.Join(dir, "vm"), "-storageDataPath", vmFlags("")...)
-	vmtest.Start(t, "vmagent", filepath.Join(dir, "vmagent-buffer"), "-remoteWrite.tmpDataPath",
-		"-promscrape.config="+filepath.Join(dir, "scrape.yml"),
+	p := newPipeline(t, 1000, false, 2, 2)
+	vm := p.startVM(t, false)
+	vmtest.Start(t, "vmagent", filepath.Join(p.dir, "vmagent-buffer"), "-remoteWrite.tmpDataPath",
+		"-promscrape.config="+filepath.Join(p.dir, "scrape.yml"),
 		"-remoteWrite.url="+vm.URL+"/api/v1/write",
 		"-remoteWrite.flushInterval=200ms")
 	waitCycles(t, vm, 2, 1000)
@@ -262,19 +287,17 @@ func TestVMAgentBuffersThroughAnOutage(t *testing.T) {
 	}
 	time.Sleep(4 * pollInterval) // polls and scrapes go on; vmagent buffers
 	vm = vmtest.StartOn(t, "victoria-metrics", vm.Port, vm.Dir, "-storageDataPath", vmFlags("")...)
-	checkEveryPollStoredOnce(t, vm, shards, sim, max, start, false)
+	p.checkEveryPollStoredOnce(t, vm, false)
 }
 
 // TestJumpAlertFiresForThatPKOnly: the simulator's admin API gives one
 // influencer a follower jump; vmalert, running the checked-in rules against
 // the stored series, fires InfluencerFollowerJump for that pk and no other.
 func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
-	const max = pkMin + 999
 	const jumpPK = pkMin + 417
-	sim, url := simtest.Start(t, simtest.Config(pkMin, max, false))
-	shards := startShards(t, url, max, 1)
-	dir := scrapeDir(t, shards, 1)
-	vm := vmtest.Start(t, "victoria-metrics", filepath.Join(dir, "vm"), "-storageDataPath", vmFlags(filepath.Join(dir, "scrape.yml"))...)
+	p := newPipeline(t, 1000, false, 1, 1)
+	sim, dir := p.sim, p.dir
+	vm := p.startVM(t, true)
 	waitCycles(t, vm, 2, 1000)
 	f, g, _ := sim.Peek(jumpPK)
 	if err := sim.Set(jumpPK, f+500_000, g); err != nil {
