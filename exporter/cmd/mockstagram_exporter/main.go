@@ -36,7 +36,7 @@ type cli struct {
 	PollInterval     time.Duration `name:"poll.interval" default:"60s" help:"Every owned pk is polled once per interval, spread evenly over it."`
 	PollConcurrency  int           `name:"poll.concurrency" default:"512" help:"Polls in flight at most per upstream, over poll.concurrency/poll.pipeline connections. Needs about polls/s x latency."`
 	PollTimeout      time.Duration `name:"poll.timeout" default:"5s" help:"Timeout of one poll attempt."`
-	PollPipeline     int           `name:"poll.pipeline" default:"16" help:"Requests in flight per connection (HTTP/1.1 pipelining). 1 sends one request per connection at a time; more batches a dispatch tick's requests into one write, which cuts CPU per poll, but a stalled answer delays those queued behind it."`
+	PollPipeline     int           `name:"poll.pipeline" default:"32" help:"Requests in flight per connection (HTTP/1.1 pipelining). 1 sends one request per connection at a time; more batches a dispatch tick's requests into one write, which cuts CPU per poll, but a stalled answer delays those queued behind it."`
 	PollRetries      int           `name:"poll.retries" default:"2" help:"Extra attempts for a failed poll, within the pk's interval."`
 	PollRetryBackoff time.Duration `name:"poll.retry-backoff" default:"1s" help:"Delay before the first retry; doubles with each attempt."`
 	CoverageMaxAge   time.Duration `name:"coverage.max-age" default:"0s" help:"A sample younger than this counts as fresh in the coverage metrics; 0 means poll.interval + poll.timeout."`
