@@ -57,7 +57,7 @@ func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
 			// Count the failure against the poll that wanted the
 			// connection, as any other failed poll.
 			now := time.Now()
-			e.finish(u, *held, up.pkOf(e, held.idx), result{reason: classifyErr(err), err: err}, now, now)
+			e.finish(u, *held, e.pkOf(held.idx), result{reason: classifyErr(err), err: err}, now, now)
 			held = nil
 			continue
 		}
@@ -75,7 +75,7 @@ func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
 	}
 }
 
-func (up *Upstream) pkOf(e *Exporter, idx int32) int64 { return e.store.pks.PK(int(idx)) }
+func (e *Exporter) pkOf(idx int32) int64 { return e.store.pks.PK(int(idx)) }
 
 func (e *Exporter) dial(up *Upstream) (net.Conn, error) {
 	d := net.Dialer{Timeout: e.cfg.Timeout, KeepAlive: 30 * time.Second}
@@ -178,7 +178,7 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 				<-slots
 				sched.expire(*next, now) // waited too long to still end in time
 			} else {
-				p := pending{j: *next, pk: up.pkOf(e, next.idx), sentAt: now}
+				p := pending{j: *next, pk: e.pkOf(next.idx), sentAt: now}
 				fifo <- p // never blocks: fifo holds as many as slots
 				e.tel.inflight.Inc()
 				buf = up.appendRequest(buf, p.pk)

@@ -5,7 +5,7 @@
 package rankd
 
 import (
-	"sort"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -190,7 +190,7 @@ func radixSort(keys []uint32, idx []int32, k2 []uint32, i2 []int32) {
 		for _, k := range keys {
 			count[(k>>shift)&0xff+1]++
 		}
-		if slicesContains(count[1:], n) { // every key has the same digit here
+		if slices.Contains(count[1:], n) { // every key has the same digit here
 			continue
 		}
 		for d := 1; d < 257; d++ {
@@ -205,21 +205,4 @@ func radixSort(keys []uint32, idx []int32, k2 []uint32, i2 []int32) {
 		copy(keys, k2)
 		copy(idx, i2)
 	}
-}
-
-func slicesContains(c []int, n int) bool {
-	for _, x := range c {
-		if x == n {
-			return true
-		}
-	}
-	return false
-}
-
-// isSorted is for tests.
-func (s *Snapshot) isSorted() bool {
-	return sort.SliceIsSorted(s.order, func(a, b int) bool {
-		fa, fb := s.followers[s.order[a]], s.followers[s.order[b]]
-		return fa > fb || fa == fb && s.order[a] < s.order[b]
-	})
 }

@@ -138,3 +138,11 @@ func TestInfluencerEncoding(t *testing.T) {
 		}
 	}
 }
+
+// isSorted checks the order build promises.
+func (s *Snapshot) isSorted() bool {
+	return sort.SliceIsSorted(s.order, func(a, b int) bool {
+		fa, fb := s.followers[s.order[a]], s.followers[s.order[b]]
+		return fa > fb || fa == fb && s.order[a] < s.order[b]
+	})
+}
