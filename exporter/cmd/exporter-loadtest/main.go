@@ -49,7 +49,8 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var c cli
-	kong.Parse(&c, kong.Name("exporter-loadtest"), kong.Description("Measures exporter shards polling simulators."))
+	kong.Parse(&c, kong.Name("exporter-loadtest"), kong.Description("Measures exporter shards polling simulators."),
+		kong.DefaultEnvars("EXPORTER_LOADTEST"))
 	if err := run(ctx, &c, os.Stdout); err != nil {
 		fmt.Fprintf(os.Stderr, "exporter-loadtest: %v\n", err)
 		os.Exit(1)
