@@ -6,7 +6,6 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter/exportertest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/promtext"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
@@ -133,19 +133,11 @@ func successfulPolls(t *testing.T, shards []*exportertest.Shard) float64 {
 	t.Helper()
 	var n float64
 	for _, s := range shards {
-		resp, err := http.Get(s.URL + "/telemetry")
+		f, err := promtext.Fetch(http.DefaultClient, s.URL+"/telemetry")
 		if err != nil {
 			t.Fatal(err)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		for _, line := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(line, "mockstagram_exporter_polls_total{") && strings.Contains(line, `outcome="success"`) {
-				f := strings.Fields(line)
-				v, _ := strconv.ParseFloat(f[len(f)-1], 64)
-				n += v
-			}
-		}
+		n += f.Sum("mockstagram_exporter_polls_total", "outcome", "success")
 	}
 	return n
 }

@@ -24,10 +24,9 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/promtext"
 	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
 )
 
@@ -229,6 +228,7 @@ func supervise(ctx context.Context, c *cli, out io.Writer, comps []*component, e
 	}
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
+	sr := &statusReader{exps: exps, client: &http.Client{Timeout: 2 * time.Second}}
 	firstDone := false
 	lastStatus := time.Now()
 	for {
@@ -239,7 +239,7 @@ func supervise(ctx context.Context, c *cli, out io.Writer, comps []*component, e
 		case comp := <-died:
 			return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", comp.name, comp.p.Err(), comp.p.LogPath, comp.p.Tail(20))
 		case <-tick.C:
-			s := status(exps)
+			s := sr.read()
 			if !firstDone {
 				fmt.Fprintf(out, "\rfirst cycle: %5.1f%% of %d influencers polled, %6.0f polls/s   ", 100*s.polledRatio, c.PKCount, s.pollsPerSec)
 				if s.cycles >= float64(len(exps)) {
@@ -259,60 +259,41 @@ type snapshot struct {
 	polledRatio, coverage, pollsPerSec, errPerSec, oldest, cycles float64
 }
 
-var prev struct {
+// statusReader sums the exporters' telemetry; rates come from the previous
+// reading.
+type statusReader struct {
+	exps        []string
+	client      *http.Client // with a timeout: a hung exporter must not hang the launcher
 	at          time.Time
 	polls, errs float64
 }
 
-func status(exps []string) snapshot {
+func (r *statusReader) read() snapshot {
 	var s snapshot
-	var owned, polled, fresh, polls, errs float64
-	client := &http.Client{Timeout: 2 * time.Second} // a hung exporter must not hang the launcher
-	for _, u := range exps {
-		resp, err := client.Get(u + "/telemetry")
+	var owned, polled, fresh, polls, success float64
+	for _, u := range r.exps {
+		f, err := promtext.Fetch(r.client, u+"/telemetry")
 		if err != nil {
 			continue
 		}
-		p := expfmt.NewTextParser(model.UTF8Validation)
-		mfs, err := p.TextToMetricFamilies(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			continue
-		}
-		get := func(name string) float64 {
-			var v float64
-			if mf := mfs[name]; mf != nil {
-				for _, m := range mf.Metric {
-					v += m.GetGauge().GetValue() + m.GetCounter().GetValue()
-				}
-			}
-			return v
-		}
-		owned += get("mockstagram_exporter_owned_influencers")
-		polled += get("mockstagram_exporter_polled_influencers")
-		fresh += get("mockstagram_exporter_fresh_influencers")
-		s.cycles += min(get("mockstagram_exporter_cycles_total"), 1)
-		s.oldest = max(s.oldest, get("mockstagram_exporter_oldest_sample_age_seconds"))
-		if mf := mfs["mockstagram_exporter_polls_total"]; mf != nil {
-			for _, m := range mf.Metric {
-				polls += m.GetCounter().GetValue()
-				for _, l := range m.Label {
-					if l.GetName() == "outcome" && l.GetValue() != "success" {
-						errs += m.GetCounter().GetValue()
-					}
-				}
-			}
-		}
+		owned += f.Sum("mockstagram_exporter_owned_influencers")
+		polled += f.Sum("mockstagram_exporter_polled_influencers")
+		fresh += f.Sum("mockstagram_exporter_fresh_influencers")
+		s.cycles += min(f.Sum("mockstagram_exporter_cycles_total"), 1)
+		s.oldest = max(s.oldest, f.Sum("mockstagram_exporter_oldest_sample_age_seconds"))
+		polls += f.Sum("mockstagram_exporter_polls_total")
+		success += f.Sum("mockstagram_exporter_polls_total", "outcome", "success")
 	}
+	errs := polls - success
 	if owned > 0 {
 		s.polledRatio, s.coverage = polled/owned, fresh/owned
 	}
 	now := time.Now()
-	if !prev.at.IsZero() {
-		d := now.Sub(prev.at).Seconds()
-		s.pollsPerSec, s.errPerSec = (polls-prev.polls)/d, (errs-prev.errs)/d
+	if !r.at.IsZero() {
+		d := now.Sub(r.at).Seconds()
+		s.pollsPerSec, s.errPerSec = (polls-r.polls)/d, (errs-r.errs)/d
 	}
-	prev.at, prev.polls, prev.errs = now, polls, errs
+	r.at, r.polls, r.errs = now, polls, errs
 	return s
 }
 

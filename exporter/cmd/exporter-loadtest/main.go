@@ -6,7 +6,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -23,11 +22,9 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/promtext"
 )
 
 type cli struct {
@@ -135,20 +132,20 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	fmt.Fprintf(out, "polling %d influencers every %s with %d exporter shard(s) against %d simulator(s); warm-up cycle...\n",
 		c.PKCount, c.PollInterval, c.Shards, c.Sims)
 
-	cycles := func() ([]float64, []map[string]*dto.MetricFamily, error) {
+	cycles := func() ([]float64, []promtext.Families, error) {
 		var n []float64
-		var all []map[string]*dto.MetricFamily
+		var all []promtext.Families
 		for _, u := range expURLs {
-			mfs, err := scrapeTelemetry(u + "/telemetry")
+			mfs, err := promtext.Fetch(http.DefaultClient, u+"/telemetry")
 			if err != nil {
 				return nil, nil, err
 			}
-			n = append(n, sum(mfs, "mockstagram_exporter_cycles_total", nil))
+			n = append(n, mfs.Sum("mockstagram_exporter_cycles_total"))
 			all = append(all, mfs)
 		}
 		return n, all, nil
 	}
-	waitCycles := func(target float64, onCycle func(shard int, mfs map[string]*dto.MetricFamily)) ([]map[string]*dto.MetricFamily, error) {
+	waitCycles := func(target float64, onCycle func(shard int, mfs promtext.Families)) ([]promtext.Families, error) {
 		last := make([]float64, len(expURLs))
 		for {
 			n, all, err := cycles()
@@ -189,8 +186,8 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	simReq0 := simRequests(simURLs)
 	fmt.Fprintf(out, "measuring %d cycle(s)...\n", c.Cycles)
 	var coverage []float64
-	after, err := waitCycles(float64(1+c.Cycles), func(shard int, mfs map[string]*dto.MetricFamily) {
-		cov := sum(mfs, "mockstagram_exporter_last_cycle_coverage_ratio", nil)
+	after, err := waitCycles(float64(1+c.Cycles), func(shard int, mfs promtext.Families) {
+		cov := mfs.Sum("mockstagram_exporter_last_cycle_coverage_ratio")
 		coverage = append(coverage, cov)
 		fmt.Fprintf(out, "  shard %d: cycle done, coverage %.5f, polls/s so far %.0f\n", shard, cov, pollsSince(before, mfs, shard)/time.Since(t0).Seconds())
 	})
@@ -201,7 +198,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	// ends the wait; take the coverage from it.
 	for i, mfs := range after {
 		if len(coverage) < (i+1)*c.Cycles {
-			coverage = append(coverage, sum(mfs, "mockstagram_exporter_last_cycle_coverage_ratio", nil))
+			coverage = append(coverage, mfs.Sum("mockstagram_exporter_last_cycle_coverage_ratio"))
 		}
 	}
 	elapsed := time.Since(t0)
@@ -223,10 +220,9 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	}
 	r.PollLatencyP50Ms, r.PollLatencyP99Ms = latency(before, after)
 	for i := range after {
-		for _, m := range metricsOf(after[i], "mockstagram_exporter_polls_total") {
-			o := label(m, "outcome")
-			if o != "success" {
-				r.Errors[o] += m.GetCounter().GetValue() - valueWith(before[i], "mockstagram_exporter_polls_total", "outcome", o)
+		for _, m := range after[i].Series("mockstagram_exporter_polls_total") {
+			if o := promtext.Label(m, "outcome"); o != "success" {
+				r.Errors[o] += m.GetCounter().GetValue() - before[i].Sum("mockstagram_exporter_polls_total", "outcome", o)
 			}
 		}
 	}
@@ -314,37 +310,12 @@ func cpu(ps []*proc.Proc) time.Duration {
 	return t
 }
 
-func scrapeTelemetry(url string) (map[string]*dto.MetricFamily, error) {
-	resp, err := http.Get(url)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, err
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	return p.TextToMetricFamilies(bytes.NewReader(b))
-}
-
 // simRequests sums the influencer GETs the simulators served.
 func simRequests(urls []string) float64 {
 	var n float64
 	for _, u := range urls {
-		mfs, err := scrapeTelemetry(u + "/metrics")
-		if err != nil {
-			continue
-		}
-		for name, mf := range mfs {
-			if !strings.HasSuffix(name, "requests_total") {
-				continue
-			}
-			for _, m := range mf.Metric {
-				if r := label(m, "route"); r == "influencer" || r == "/api/v1/influencers/:pk" {
-					n += m.GetCounter().GetValue()
-				}
-			}
+		if f, err := promtext.Fetch(http.DefaultClient, u+"/metrics"); err == nil {
+			n += f.Sum("mockstagram_sim_requests_total", "route", "influencer")
 		}
 	}
 	return n
@@ -365,62 +336,23 @@ func scrapeSize(url string, gz bool) (int64, error) {
 	return io.Copy(io.Discard, resp.Body)
 }
 
-func metricsOf(mfs map[string]*dto.MetricFamily, name string) []*dto.Metric {
-	if mf := mfs[name]; mf != nil {
-		return mf.Metric
-	}
-	return nil
-}
-
-func label(m *dto.Metric, name string) string {
-	for _, l := range m.Label {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
-}
-
-func sum(mfs map[string]*dto.MetricFamily, name string, _ []string) float64 {
-	var s float64
-	for _, m := range metricsOf(mfs, name) {
-		switch {
-		case m.Counter != nil:
-			s += m.Counter.GetValue()
-		case m.Gauge != nil:
-			s += m.Gauge.GetValue()
-		}
-	}
-	return s
-}
-
-func valueWith(mfs map[string]*dto.MetricFamily, name, lname, lvalue string) float64 {
-	var s float64
-	for _, m := range metricsOf(mfs, name) {
-		if label(m, lname) == lvalue {
-			s += m.GetCounter().GetValue()
-		}
-	}
-	return s
-}
-
-func pollsSince(before []map[string]*dto.MetricFamily, now map[string]*dto.MetricFamily, shard int) float64 {
-	return sum(now, "mockstagram_exporter_polls_total", nil) - sum(before[shard], "mockstagram_exporter_polls_total", nil)
+func pollsSince(before []promtext.Families, now promtext.Families, shard int) float64 {
+	return now.Sum("mockstagram_exporter_polls_total") - before[shard].Sum("mockstagram_exporter_polls_total")
 }
 
 // latency estimates p50 and p99 of the poll latency over the measured
 // window from the histogram buckets, interpolating within a bucket.
-func latency(before, after []map[string]*dto.MetricFamily) (p50, p99 float64) {
+func latency(before, after []promtext.Families) (p50, p99 float64) {
 	counts := map[float64]float64{}
 	var total float64
 	for i := range after {
-		for _, m := range metricsOf(after[i], "mockstagram_exporter_poll_duration_seconds") {
+		for _, m := range after[i].Series("mockstagram_exporter_poll_duration_seconds") {
 			for _, b := range m.GetHistogram().GetBucket() {
 				counts[b.GetUpperBound()] += float64(b.GetCumulativeCount())
 			}
 			total += float64(m.GetHistogram().GetSampleCount())
 		}
-		for _, m := range metricsOf(before[i], "mockstagram_exporter_poll_duration_seconds") {
+		for _, m := range before[i].Series("mockstagram_exporter_poll_duration_seconds") {
 			for _, b := range m.GetHistogram().GetBucket() {
 				counts[b.GetUpperBound()] -= float64(b.GetCumulativeCount())
 			}
