@@ -21,6 +21,10 @@ CMDS := mockstagram-sim=./simulator/cmd/mockstagram-sim \
 VM_TOOLS := victoria-metrics vmagent vmalert vmalert-tool
 VM_PKG   := github.com/VictoriaMetrics/VictoriaMetrics/app
 
+# Modules of their own under the repo (a dependency graph that would clash
+# with the root module's); test and lint cover them too.
+SUBMODULES := $(patsubst %/go.mod,%,$(wildcard grafana/plugin/go.mod deploy/validate/go.mod))
+
 .PHONY: help build tools test bench lint run loadtest clean
 
 help: ## list targets
@@ -39,12 +43,15 @@ $(addprefix $(BIN)/,$(VM_TOOLS)): $(BIN)/%: go.mod go.sum
 
 test: tools ## run every test (with the race detector where available)
 	$(GO) test $(RACE) $(TESTFLAGS) ./...
+	@for m in $(SUBMODULES); do echo "cd $$m && $(GO) test $(RACE) $(TESTFLAGS) ./..."; \
+		(cd $$m && $(GO) test $(RACE) $(TESTFLAGS) ./...) || exit 1; done
 
 bench: ## run the benchmarks (BENCHCOUNT runs each; compare with benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./...
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...
+	@for m in $(SUBMODULES); do echo "cd $$m && $(GO) vet ./..."; (cd $$m && $(GO) vet ./...) || exit 1; done
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 run: build ## run the simulator and one exporter on loopback (ARGS='...' for the launcher)
