@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,6 +32,11 @@ type Config struct {
 	TLSConfig    *tls.Config   // for https upstreams; nil = system defaults
 	Logger       *slog.Logger  // nil = slog.Default()
 	LogInterval  time.Duration // at most one poll error log line per reason per LogInterval
+
+	Suspicious SuspiciousConfig // the daily classifier checks; zero = off
+
+	StateDir      string        // where the state file lives; "" = no state, every start is cold
+	StateInterval time.Duration // how often the state is saved while running (and always at the end of Run)
 }
 
 // Validate reports a configuration that cannot work, naming the flag to change.
@@ -62,6 +68,17 @@ func (c *Config) Validate() error {
 	case c.MaxAge < 0:
 		return fmt.Errorf("coverage.max-age=%s must not be negative", c.MaxAge)
 	}
+	if err := c.Suspicious.Validate(); err != nil {
+		return err
+	}
+	if c.StateDir != "" {
+		if st, err := os.Stat(c.StateDir); err != nil || !st.IsDir() {
+			return fmt.Errorf("state.dir=%q is not a directory; create it or point the flag elsewhere", c.StateDir)
+		}
+		if c.StateInterval < time.Second {
+			return fmt.Errorf("state.interval=%s is below 1s", c.StateInterval)
+		}
+	}
 	seen := map[string]bool{}
 	for _, u := range c.URLs {
 		if seen[u] {
@@ -74,13 +91,15 @@ func (c *Config) Validate() error {
 
 // Exporter polls one shard of influencers and serves them.
 type Exporter struct {
-	cfg       Config
-	log       *slog.Logger
-	store     *Store
-	upstreams []*Upstream
-	scheds    []*scheduler // one per upstream: a stalled upstream holds up only its own pks
-	tel       *telemetry
-	logLimit  [numReasons]atomic.Int64 // unix ns of the last logged line per reason
+	cfg          Config
+	log          *slog.Logger
+	store        *Store
+	upstreams    []*Upstream
+	scheds       []*scheduler // one per upstream: a stalled upstream holds up only its own pks
+	tel          *telemetry
+	logLimit     [numReasons]atomic.Int64 // unix ns of the last logged line per reason
+	checkLogLast atomic.Int64             // unix ns of the last logged failed check
+	classifier   *classifier              // nil when suspicious checks are off
 
 	started   atomic.Bool
 	lastCycle atomic.Pointer[CycleReport]
@@ -89,6 +108,8 @@ type Exporter struct {
 	// reported the cycle; then the shard's report is their sum.
 	cmu     sync.Mutex
 	pending map[int64]*pendingCycle
+
+	stateMu sync.Mutex
 }
 
 type pendingCycle struct {
@@ -98,6 +119,9 @@ type pendingCycle struct {
 
 // New validates cfg and prepares a shard; Run starts polling.
 func New(cfg Config) (*Exporter, error) {
+	if cfg.StateDir != "" && cfg.StateInterval == 0 {
+		cfg.StateInterval = time.Minute
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -138,6 +162,9 @@ func New(cfg Config) (*Exporter, error) {
 		s.onExpire = func(n int) { e.tel.expired.Add(float64(n)) }
 		e.scheds = append(e.scheds, s)
 	}
+	if cfg.Suspicious.Enabled {
+		e.classifier = newClassifier(e, cfg.Suspicious, cfg.TLSConfig)
+	}
 	e.tel = newTelemetry(e)
 	return e, nil
 }
@@ -145,13 +172,19 @@ func New(cfg Config) (*Exporter, error) {
 // Store returns the exporter's sample store.
 func (e *Exporter) Store() *Store { return e.store }
 
-// Run polls until ctx ends, then waits for the polls in flight.
+// Run polls (and checks, when the classifier is on) until ctx ends, then
+// waits for the polls in flight, cancels the checks in flight and saves the
+// state when there is a state.dir.
 func (e *Exporter) Run(ctx context.Context) {
 	pks := e.store.PKs()
 	e.log.Info("polling", "shard", e.cfg.Shard.Index, "shards", e.cfg.Shard.Count,
 		"pks", pks.Len, "first_pk", pks.First, "step", pks.Step,
 		"interval", e.cfg.Interval, "rate_per_second", float64(pks.Len)/e.cfg.Interval.Seconds(),
 		"concurrency", e.cfg.Concurrency, "upstreams", len(e.upstreams))
+	if c := e.classifier; c != nil {
+		e.log.Info("checking suspicious", "period", c.cfg.Period, "checks_per_second", float64(pks.Len)/c.cfg.Period.Seconds(),
+			"concurrency", c.cfg.Concurrency, "timeout", c.cfg.Timeout)
+	}
 	var wg sync.WaitGroup
 	for u, s := range e.scheds {
 		for range e.connsPerUpstream() {
@@ -167,8 +200,25 @@ func (e *Exporter) Run(ctx context.Context) {
 			s.run(ctx)
 		}()
 	}
+	if e.classifier != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.classifier.run(ctx)
+		}()
+	}
+	if e.cfg.StateDir != "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			e.saveLoop(ctx)
+		}()
+	}
 	e.started.Store(true)
 	wg.Wait()
+	if e.cfg.StateDir != "" {
+		e.saveAndReport("shutdown")
+	}
 }
 
 // progress sums the current cycle's dispatch progress over the upstreams.
@@ -254,6 +304,18 @@ func (e *Exporter) logPollError(up *Upstream, pk int64, j job, res result) {
 	}
 	e.log.Warn("poll failed", "upstream", up.URL, "pk", pk, "reason", res.reason.String(),
 		"attempt", int(j.attempt)+1, "err", res.err)
+}
+
+// logCheckError logs at most one failed suspicious check per LogInterval.
+func (e *Exporter) logCheckError(up *Upstream, pk int64, outcome int, err error) {
+	now := time.Now().UnixNano()
+	prev := e.checkLogLast.Load()
+	if now-prev < int64(e.cfg.LogInterval) || !e.checkLogLast.CompareAndSwap(prev, now) {
+		e.tel.logsDropped.Inc()
+		return
+	}
+	e.log.Warn("suspicious check failed; the pk keeps its previous verdict until its next check",
+		"upstream", up.URL, "pk", pk, "reason", checkOutcomeNames[outcome], "err", err)
 }
 
 // upstreamCycleDone collects one upstream's report of a cycle; the shard's

@@ -30,6 +30,13 @@ type telemetry struct {
 	renderSeconds *prometheus.HistogramVec
 	renderBytes   *prometheus.CounterVec
 	logsDropped   prometheus.Counter
+
+	checks         [numCheckOutcomes]prometheus.Counter
+	checksInFlight prometheus.Gauge
+	checkSeconds   prometheus.Observer
+
+	stateBytes, stateSeconds, stateLast prometheus.Gauge
+	stateErrors                         prometheus.Counter
 }
 
 func newTelemetry(e *Exporter) *telemetry {
@@ -108,7 +115,63 @@ func newTelemetry(e *Exporter) *telemetry {
 		return e.lag().Seconds()
 	})
 	f(&freshnessCollector{e: e})
+
+	checks := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "suspicious_checks_total",
+		Help: "Classifier calls by outcome (success, timeout, connect, http_5xx, http_4xx, bad_json, no_data: never polled yet, canceled: at shutdown)."}, []string{"outcome"})
+	for o := range numCheckOutcomes {
+		t.checks[o] = checks.WithLabelValues(checkOutcomeNames[o])
+	}
+	t.checksInFlight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "suspicious_checks_in_flight", Help: "Classifier calls waiting for an answer."})
+	hist := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "suspicious_check_duration_seconds",
+		Help: "Latency of classifier calls that were answered.", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60}})
+	t.checkSeconds = hist
+	f(checks)
+	f(t.checksInFlight)
+	f(hist)
+	if e.classifier != nil {
+		c := e.classifier
+		gauge("suspicious_period_seconds", "Configured --suspicious.period: every owned influencer gets a verdict this often.", func() float64 { return c.cfg.Period.Seconds() })
+		gauge("suspicious_schedule_lag_seconds", "How far the checks are behind their even schedule; above 0 for long means --suspicious.concurrency is too small for the classifier's latency.", func() float64 { return c.lag().Seconds() })
+		f(&verdictCollector{e: e})
+	}
+
+	t.stateBytes = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "state_file_bytes", Help: "Size of the last state file written."})
+	t.stateSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "state_save_duration_seconds", Help: "Time the last state save took, fsync included."})
+	t.stateLast = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "state_last_save_timestamp_seconds", Help: "When the state file was last written successfully (0: never)."})
+	t.stateErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "state_save_errors_total", Help: "State saves that failed."})
+	if e.cfg.StateDir != "" {
+		f(t.stateBytes)
+		f(t.stateSeconds)
+		f(t.stateLast)
+		f(t.stateErrors)
+	}
 	return t
+}
+
+var (
+	descVerdicts = prometheus.NewDesc(namespace+"_suspicious_verdicts",
+		"Owned influencers with a verdict from the classifier.", nil, nil)
+	descFreshVerdicts = prometheus.NewDesc(namespace+"_suspicious_fresh_verdicts",
+		"Owned influencers with a verdict younger than --suspicious.period.", nil, nil)
+	descFlagged = prometheus.NewDesc(namespace+"_suspicious_flagged_influencers",
+		"Owned influencers whose latest verdict is suspicious.", nil, nil)
+)
+
+// verdictCollector scans the verdicts at scrape time, like freshnessCollector.
+type verdictCollector struct{ e *Exporter }
+
+func (c *verdictCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descVerdicts
+	ch <- descFreshVerdicts
+	ch <- descFlagged
+}
+
+func (c *verdictCollector) Collect(ch chan<- prometheus.Metric) {
+	since := time.Now().Add(-c.e.cfg.Suspicious.Period).UnixMilli()
+	judged, fresh, flagged := c.e.store.VerdictStats(since)
+	ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, float64(judged))
+	ch <- prometheus.MustNewConstMetric(descFreshVerdicts, prometheus.GaugeValue, float64(fresh))
+	ch <- prometheus.MustNewConstMetric(descFlagged, prometheus.GaugeValue, float64(flagged))
 }
 
 var (

@@ -11,9 +11,10 @@ import (
 // Metric names of the influencer exposition. They are part of the public
 // interface: rules, dashboards and rankd query them by name.
 const (
-	MetricFollowers = "mockstagram_influencer_followers"
-	MetricFollowing = "mockstagram_influencer_following"
-	MetricInfo      = "mockstagram_influencer_info"
+	MetricFollowers  = "mockstagram_influencer_followers"
+	MetricFollowing  = "mockstagram_influencer_following"
+	MetricInfo       = "mockstagram_influencer_info"
+	MetricSuspicious = "mockstagram_influencer_suspicious"
 )
 
 const renderFlushSize = 128 << 10
@@ -59,15 +60,17 @@ func (s *Store) WriteExposition(w io.Writer, lo, hi int) (int64, error) {
 	r := &renderer{w: w, buf: make([]byte, 0, renderFlushSize+256)}
 	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true)
 	s.renderValues(r, lo, hi, MetricFollowing, helpFollowing, false)
+	s.renderVerdicts(r, lo, hi)
 	s.renderInfo(r, lo, hi)
 	r.flush()
 	return r.n, r.err
 }
 
 const (
-	helpFollowers = "The influencer's followerCount at its latest successful poll; the sample timestamp is the poll time."
-	helpFollowing = "The influencer's followingCount at its latest successful poll; the sample timestamp is the poll time."
-	helpInfo      = "Identity of the influencer; always 1. Join on pk to get the username."
+	helpFollowers  = "The influencer's followerCount at its latest successful poll; the sample timestamp is the poll time."
+	helpFollowing  = "The influencer's followingCount at its latest successful poll; the sample timestamp is the poll time."
+	helpInfo       = "Identity of the influencer; always 1. Join on pk to get the username."
+	helpSuspicious = "1 when Mockstagram's classifier judged the influencer suspicious at its latest daily check, else 0; the sample timestamp is the time of the verdict. Absent until the first verdict."
 )
 
 // WriteGzipExposition writes the same exposition as WriteExposition,
@@ -81,6 +84,7 @@ func (s *Store) WriteGzipExposition(w io.Writer, gz *gzip.Writer, lo, hi int) er
 	r := &renderer{w: gz, buf: make([]byte, 0, renderFlushSize+256)}
 	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true)
 	s.renderValues(r, lo, hi, MetricFollowing, helpFollowing, false)
+	s.renderVerdicts(r, lo, hi)
 	r.flush()
 	if r.err != nil {
 		return r.err
@@ -168,6 +172,42 @@ func (s *Store) renderValues(r *renderer, lo, hi int, name, help string, followe
 		b := append(r.buf, head.buf...)
 		b = appendUint32(b, v)
 		r.buf = append(b, tsText[:tsLen]...)
+		r.maybeFlush()
+	}
+}
+
+// renderVerdicts writes the suspicious flag of every influencer with a
+// verdict, timestamped with the verdict's time. The flag changes once a day,
+// so VictoriaMetrics stores one sample per verdict: the repeats of every
+// scrape carry the same timestamp and are deduplicated.
+func (s *Store) renderVerdicts(r *renderer, lo, hi int) {
+	r.buf = appendHeader(r.buf, MetricSuspicious, helpSuspicious)
+	if lo >= hi {
+		return
+	}
+	head := newPKText(MetricSuspicious+`{pk="`, s.pks.PK(lo), `"} `)
+	step1, hl := s.pks.Step == 1, head.end-1
+	for i := lo; i < hi; i++ {
+		if i > lo {
+			if c := head.buf[hl]; step1 && c != '9' {
+				head.buf[hl] = c + 1
+			} else {
+				head.advance(s.pks.Step, s.pks.PK(i))
+				hl = head.end - 1
+			}
+		}
+		v := s.Verdict(i)
+		if v.TimeMs == 0 {
+			continue
+		}
+		b := append(r.buf, head.buf...)
+		if v.Suspicious {
+			b = append(b, "1 "...)
+		} else {
+			b = append(b, "0 "...)
+		}
+		b = strconv.AppendInt(b, v.TimeMs, 10)
+		r.buf = append(b, '\n')
 		r.maybeFlush()
 	}
 }

@@ -21,7 +21,8 @@ var update = flag.Bool("update", false, "rewrite golden files")
 
 // goldenStore is shard 1 of 3 over 999998..1000012: pks 999999, 1000002,
 // ... 1000011, with one never polled, one renamed with characters that need
-// escaping, and neighbours polled in the same millisecond.
+// escaping, neighbours polled in the same millisecond, and verdicts for
+// some: suspicious, not suspicious, none.
 func goldenStore() *Store {
 	s := testStore(999998, 1000012, pkrange.Shard{Index: 1, Count: 3})
 	for i := range s.Len() {
@@ -31,6 +32,9 @@ func goldenStore() *Store {
 		s.Set(i, Sample{Followers: uint32(5000 + 1111*i), Following: uint32(50 + 7*i), TimeMs: 1763800000000 + int64(i/2)})
 	}
 	s.SetUsername(3, []byte(`we"ird\name`+"\n"))
+	s.SetVerdict(0, Verdict{TimeMs: 1763790000123, Suspicious: true})
+	s.SetVerdict(3, Verdict{TimeMs: 1763795000456})
+	s.SetVerdict(2, Verdict{TimeMs: 1763795000789, Suspicious: true}) // never polled yet: the verdict stands alone
 	return s
 }
 

@@ -28,6 +28,10 @@ type Store struct {
 	vals []atomic.Uint64 // followers<<32 | following
 	ts   []atomic.Int64  // poll time, Unix ms; 0 = never; writing = being replaced
 
+	// The classifier's verdicts: time of the verdict in Unix ms << 1 |
+	// suspicious; 0 = no verdict yet. One word, so no seqlock.
+	verdicts []atomic.Int64
+
 	// Mockstagram's usernames are always "influencer-<pk>"; anything else is
 	// kept here so that the common case costs no string per influencer.
 	mu           sync.RWMutex
@@ -46,6 +50,7 @@ func NewStore(pks pkrange.Slice) *Store {
 		pks:          pks,
 		vals:         make([]atomic.Uint64, pks.Len),
 		ts:           make([]atomic.Int64, pks.Len),
+		verdicts:     make([]atomic.Int64, pks.Len),
 		oddUsernames: map[int32]string{},
 		infoCache:    map[[2]int]infoBlock{},
 	}
@@ -155,6 +160,18 @@ func (s *Store) SetUsername(i int, name []byte) {
 	s.infoGen.Add(1)
 }
 
+// Username returns the username of the influencer at index i: the one
+// Mockstagram reported, or the canonical "influencer-<pk>".
+func (s *Store) Username(i int) string {
+	s.mu.RLock()
+	name, odd := s.oddUsernames[int32(i)]
+	s.mu.RUnlock()
+	if odd {
+		return name
+	}
+	return "influencer-" + strconv.FormatInt(s.pks.PK(i), 10)
+}
+
 // oddUsernamesSnapshot copies the non-canonical usernames for one render.
 func (s *Store) oddUsernamesSnapshot() map[int32]string {
 	s.mu.RLock()
@@ -187,4 +204,69 @@ func (s *Store) Freshness(sinceMs int64) (fresh, polled int, oldestMs int64) {
 		}
 	}
 	return fresh, polled, oldestMs
+}
+
+// Verdict is the classifier's latest judgement of one influencer.
+type Verdict struct {
+	TimeMs     int64 // when the answer arrived, Unix ms; 0 = no verdict yet
+	Suspicious bool
+}
+
+func packVerdict(v Verdict) int64 {
+	if v.TimeMs <= 0 {
+		return 0
+	}
+	p := v.TimeMs << 1
+	if v.Suspicious {
+		p |= 1
+	}
+	return p
+}
+
+func unpackVerdict(p int64) Verdict {
+	if p <= 0 {
+		return Verdict{}
+	}
+	return Verdict{TimeMs: p >> 1, Suspicious: p&1 == 1}
+}
+
+// SetVerdict stores a verdict for the influencer at index i unless the slot
+// holds a newer one. It reports whether the verdict was stored.
+func (s *Store) SetVerdict(i int, v Verdict) bool {
+	p := packVerdict(v)
+	if p == 0 {
+		return false
+	}
+	for {
+		old := s.verdicts[i].Load()
+		if old>>1 >= v.TimeMs {
+			return false
+		}
+		if s.verdicts[i].CompareAndSwap(old, p) {
+			return true
+		}
+	}
+}
+
+// Verdict returns the latest verdict of the influencer at index i.
+func (s *Store) Verdict(i int) Verdict { return unpackVerdict(s.verdicts[i].Load()) }
+
+// VerdictStats counts the influencers with a verdict, those with one made
+// at or after sinceMs, and those judged suspicious. Like Freshness, it scans
+// one 8-byte word per influencer.
+func (s *Store) VerdictStats(sinceMs int64) (judged, fresh, suspicious int) {
+	for i := range s.verdicts {
+		v := unpackVerdict(s.verdicts[i].Load())
+		if v.TimeMs == 0 {
+			continue
+		}
+		judged++
+		if v.TimeMs >= sinceMs {
+			fresh++
+		}
+		if v.Suspicious {
+			suspicious++
+		}
+	}
+	return judged, fresh, suspicious
 }

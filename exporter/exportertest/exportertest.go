@@ -15,12 +15,15 @@ import (
 )
 
 // Config is a shard of pks min..max polling urls every second, with short
-// timeouts and retries, quiet logs.
+// timeouts and retries, quiet logs, and a suspicious check of every pk every
+// 4 s (the first pass starts after the first poll cycle).
 func Config(urls []string, min, max int64, shard pkrange.Shard) exporter.Config {
 	return exporter.Config{
 		URLs: urls, Range: pkrange.Range{Min: min, Max: max}, Shard: shard,
 		Interval: time.Second, Timeout: 300 * time.Millisecond, Concurrency: 16, Pipeline: 4,
 		Retries: 2, RetryBackoff: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler),
+		Suspicious: exporter.SuspiciousConfig{Enabled: true, Period: 4 * time.Second, Concurrency: 32,
+			Timeout: 2 * time.Second, Retries: 2, RetryBackoff: 50 * time.Millisecond},
 	}
 }
 
@@ -82,4 +85,18 @@ func (s *Shard) WaitComplete(t testing.TB) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("the exporter never polled every pk in one cycle")
+}
+
+// WaitVerdicts waits until every owned pk has a suspicious verdict.
+func (s *Shard) WaitVerdicts(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if judged, _, _ := s.E.Store().VerdictStats(0); judged == s.E.Store().Len() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	judged, _, _ := s.E.Store().VerdictStats(0)
+	t.Fatalf("only %d of %d pks have a verdict after 60s", judged, s.E.Store().Len())
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -40,6 +41,16 @@ type cli struct {
 	PollRetries      int           `name:"poll.retries" default:"2" help:"Extra attempts for a failed poll, within the pk's interval."`
 	PollRetryBackoff time.Duration `name:"poll.retry-backoff" default:"1s" help:"Delay before the first retry; doubles with each attempt."`
 	CoverageMaxAge   time.Duration `name:"coverage.max-age" default:"0s" help:"A sample younger than this counts as fresh in the coverage metrics; 0 means poll.interval + poll.timeout."`
+
+	SuspiciousEnabled      bool          `name:"suspicious.enabled" default:"true" negatable:"" help:"Ask Mockstagram's classifier for every owned pk's suspicious verdict once per suspicious.period."`
+	SuspiciousPeriod       time.Duration `name:"suspicious.period" default:"24h" help:"Every owned pk is checked once per period, spread evenly over it. The first pass after a cold start takes one whole period; shorten it for a faster first pass (owned pks / period = checks/s)."`
+	SuspiciousConcurrency  int           `name:"suspicious.concurrency" default:"256" help:"Classifier calls in flight at most, on connections of their own. Needs about checks/s x classifier latency."`
+	SuspiciousTimeout      time.Duration `name:"suspicious.timeout" default:"30s" help:"Timeout of one classifier call (Mockstagram states up to 10 s; more under load)."`
+	SuspiciousRetries      int           `name:"suspicious.retries" default:"2" help:"Extra attempts for a failed classifier call."`
+	SuspiciousRetryBackoff time.Duration `name:"suspicious.retry-backoff" default:"10s" help:"Delay before the first retry of a classifier call; doubles with each attempt."`
+
+	StateDir      string        `name:"state.dir" help:"Directory for the state file (last values, verdicts, check schedule), written atomically every state.interval and at shutdown, loaded at start. Empty: every start is cold."`
+	StateInterval time.Duration `name:"state.interval" default:"1m" help:"How often the state file is written while running."`
 
 	WebListenAddress []string `name:"web.listen-address" default:":9866" sep:"," help:"Addresses to serve /metrics, the telemetry path and the landing page on."`
 	WebConfigFile    string   `name:"web.config.file" type:"existingfile" help:"Prometheus exporter-toolkit web config file for TLS and basic auth."`
@@ -106,6 +117,16 @@ func (c *cli) config() (exporter.Config, error) {
 		Pipeline:     c.PollPipeline,
 		RetryBackoff: c.PollRetryBackoff,
 		MaxAge:       c.CoverageMaxAge,
+		Suspicious: exporter.SuspiciousConfig{
+			Enabled:      c.SuspiciousEnabled,
+			Period:       c.SuspiciousPeriod,
+			Concurrency:  c.SuspiciousConcurrency,
+			Timeout:      c.SuspiciousTimeout,
+			Retries:      c.SuspiciousRetries,
+			RetryBackoff: c.SuspiciousRetryBackoff,
+		},
+		StateDir:      c.StateDir,
+		StateInterval: c.StateInterval,
 	}
 	return cfg, cfg.Validate()
 }
@@ -142,6 +163,9 @@ func serve(ctx context.Context, c *cli, cfg exporter.Config) error {
 	if err != nil {
 		return err
 	}
+	if cfg.StateDir != "" {
+		logStateLoad(cfg.Logger, e.LoadState())
+	}
 	h := e.Handler(c.WebMetricsPath, c.WebTelemetryPath)
 	if c.WebEnablePprof {
 		h = webserver.WithPprof(h)
@@ -163,4 +187,18 @@ func serve(ctx context.Context, c *cli, cfg exporter.Config) error {
 	err = g.Wait()
 	cfg.Logger.Info("stopped")
 	return err
+}
+
+// logStateLoad tells the operator what the start found: a resumed state, a
+// cold start, or a file set aside and why.
+func logStateLoad(log *slog.Logger, r exporter.StateLoad) {
+	switch {
+	case r.Loaded:
+		log.Info("state loaded; resuming", "path", r.Path, "age", r.Age.Round(time.Second),
+			"influencers", r.Influencers, "verdicts", r.Verdicts)
+	case r.Reason != nil:
+		log.Error("state file unusable; starting cold", "path", r.Path, "set_aside_as", r.SetAside, "err", r.Reason)
+	default:
+		log.Info("no state file; starting cold", "path", r.Path)
+	}
 }

@@ -1,0 +1,314 @@
+package exporter
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fastjson"
+)
+
+// SuspiciousConfig shapes the daily suspicious checks. Mockstagram's
+// classifier answers in up to 10 s or more, so the checks run on their own
+// connections, with their own concurrency bound and timeout, and never take
+// a poll's place.
+type SuspiciousConfig struct {
+	Enabled      bool
+	Period       time.Duration // every owned pk gets a verdict once per period, spread evenly
+	Concurrency  int           // checks in flight at most
+	Timeout      time.Duration // per attempt
+	Retries      int           // extra attempts per pk and period
+	RetryBackoff time.Duration // first retry delay; doubles per attempt
+}
+
+// DefaultSuspiciousConfig is one verdict per influencer a day. At 1M
+// influencers that is 11.6 checks/s over all shards, about 120 in flight at
+// 10 s per answer; 256 per shard leaves room for one shard doing it alone
+// at twice that latency.
+func DefaultSuspiciousConfig() SuspiciousConfig {
+	return SuspiciousConfig{Enabled: true, Period: 24 * time.Hour, Concurrency: 256,
+		Timeout: 30 * time.Second, Retries: 2, RetryBackoff: 10 * time.Second}
+}
+
+// Validate reports a configuration that cannot work, naming the flag.
+func (c *SuspiciousConfig) Validate() error {
+	if !c.Enabled {
+		return nil
+	}
+	switch {
+	case c.Period < time.Second:
+		return fmt.Errorf("suspicious.period=%s is below 1s", c.Period)
+	case c.Concurrency < 1:
+		return fmt.Errorf("suspicious.concurrency=%d must be at least 1", c.Concurrency)
+	case c.Timeout <= 0:
+		return fmt.Errorf("suspicious.timeout=%s must be positive", c.Timeout)
+	case c.Retries < 0 || c.Retries > 10:
+		return fmt.Errorf("suspicious.retries=%d must be in 0..10", c.Retries)
+	case c.Retries > 0 && c.RetryBackoff <= 0:
+		return fmt.Errorf("suspicious.retry-backoff=%s must be positive when suspicious.retries > 0", c.RetryBackoff)
+	}
+	return nil
+}
+
+// Check outcomes, the label values of
+// mockstagram_exporter_suspicious_checks_total{outcome=...}.
+const (
+	checkOK = iota
+	checkTimeout
+	checkConnect
+	checkHTTP5xx
+	checkHTTP4xx
+	checkBadJSON
+	checkNoData
+	checkCanceled
+	numCheckOutcomes
+)
+
+var checkOutcomeNames = [numCheckOutcomes]string{
+	checkOK: "success", checkTimeout: "timeout", checkConnect: "connect", checkHTTP5xx: "http_5xx",
+	checkHTTP4xx: "http_4xx", checkBadJSON: "bad_json", checkNoData: "no_data", checkCanceled: "canceled",
+}
+
+// classifier walks the shard's pks in store order and checks each once per
+// period. The pk at store index i is due at anchor + k*period + i*period/n:
+// evenly spread, never a burst. The anchor is kept in the state file, so a
+// restarted exporter goes on where it stopped instead of starting a new day.
+type classifier struct {
+	e      *Exporter
+	cfg    SuspiciousConfig
+	client *http.Client
+	sem    chan struct{}
+	now    func() time.Time
+
+	anchorMs atomic.Int64 // Unix ms of position 0; 0 until run starts or state sets it
+	pos      atomic.Int64 // next position to dispatch: period k, index i = k*n + i
+	lagNs    atomic.Int64
+	inflight atomic.Int64
+	wg       sync.WaitGroup
+}
+
+func newClassifier(e *Exporter, cfg SuspiciousConfig, tlsConfig *tls.Config) *classifier {
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsConfig,
+		MaxIdleConns:        cfg.Concurrency,
+		MaxIdleConnsPerHost: cfg.Concurrency,
+		MaxConnsPerHost:     cfg.Concurrency,
+		IdleConnTimeout:     90 * time.Second,
+	}
+	return &classifier{e: e, cfg: cfg, client: &http.Client{Transport: tr},
+		sem: make(chan struct{}, cfg.Concurrency), now: time.Now}
+}
+
+// slot is when position p is due.
+func (c *classifier) slot(p int64) time.Time {
+	n := int64(max(c.e.store.Len(), 1))
+	k, i := p/n, p%n
+	per := int64(c.cfg.Period)
+	off := per/n*i + per%n*i/n // i*per/n without overflowing int64
+	return time.UnixMilli(c.anchorMs.Load()).Add(time.Duration(k*per + off))
+}
+
+// resume sets where the walk starts. A fresh anchor starts the first period
+// now. A known anchor (from the state file) resumes one period back, so the
+// walk passes again over the pks whose slot came while the exporter was
+// down; those judged within half a period are skipped, the others (missed
+// during the downtime) are checked at once, at most Concurrency at a time.
+func (c *classifier) resume(now time.Time) {
+	if c.anchorMs.Load() == 0 {
+		// Cold: the first pass starts one poll interval from now, when every
+		// pk has been polled once and has data to post.
+		c.anchorMs.Store(now.Add(c.e.cfg.Interval).UnixMilli())
+		c.pos.Store(0)
+		return
+	}
+	n := int64(max(c.e.store.Len(), 1))
+	elapsed := now.Sub(time.UnixMilli(c.anchorMs.Load()))
+	if elapsed < 0 { // the clock stepped back past the anchor: start anew
+		c.anchorMs.Store(now.UnixMilli())
+		c.pos.Store(0)
+		return
+	}
+	// The position due now, then one period back.
+	p := int64(float64(elapsed) / float64(c.cfg.Period) * float64(n))
+	c.pos.Store(max(p-n, 0))
+}
+
+// run dispatches checks as they come due until ctx ends, then cancels the
+// checks in flight (they are redone after a restart; nothing half-done is
+// stored) and waits for them.
+func (c *classifier) run(ctx context.Context) {
+	c.resume(c.now())
+	n := int64(c.e.store.Len())
+	if n == 0 {
+		<-ctx.Done()
+		return
+	}
+	cctx, cancel := context.WithCancel(context.Background())
+	defer func() {
+		cancel()
+		c.wg.Wait()
+	}()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		now := c.now()
+		for {
+			p := c.pos.Load()
+			due := c.slot(p)
+			if due.After(now) {
+				c.lagNs.Store(0)
+				timer.Reset(min(max(due.Sub(now), minTick), time.Second))
+				break
+			}
+			i := int(p % n)
+			if c.judgedRecently(i, due) {
+				c.pos.Add(1)
+				continue
+			}
+			select { // the concurrency bound; waiting here is lag, not loss
+			case c.sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			c.lagNs.Store(int64(c.now().Sub(due)))
+			c.pos.Add(1)
+			c.wg.Add(1)
+			go func() {
+				defer func() { <-c.sem; c.wg.Done() }()
+				c.check(cctx, i)
+			}()
+		}
+	}
+}
+
+// judgedRecently reports whether the pk at index i has a verdict from
+// within half a period of its slot: from a catch-up after a restart, or
+// from this very slot before a restart.
+func (c *classifier) judgedRecently(i int, due time.Time) bool {
+	v := c.e.store.Verdict(i)
+	return v.TimeMs != 0 && due.Sub(time.UnixMilli(v.TimeMs)) < c.cfg.Period/2
+}
+
+// check asks for the verdict of the pk at index i, posting its latest
+// polled data, with bounded retries.
+func (c *classifier) check(ctx context.Context, i int) {
+	pk := c.e.store.PKs().PK(i)
+	up := c.e.upstreams[c.e.upstreamFor(pk)]
+	backoff := c.cfg.RetryBackoff
+	for attempt := 0; ; attempt++ {
+		outcome, err := c.attempt(ctx, up, i, pk)
+		c.e.tel.checks[outcome].Inc()
+		if outcome == checkOK || outcome == checkCanceled || attempt >= c.cfg.Retries {
+			if outcome != checkOK && outcome != checkCanceled {
+				c.e.logCheckError(up, pk, outcome, err)
+			}
+			return
+		}
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return
+		}
+		backoff *= 2
+	}
+}
+
+func (c *classifier) attempt(ctx context.Context, up *Upstream, i int, pk int64) (int, error) {
+	smp, ok := c.e.store.Get(i)
+	if !ok {
+		return checkNoData, errors.New("never polled successfully; nothing to post")
+	}
+	body := appendInfluencerJSON(nil, pk, c.e.store.Username(i), smp)
+	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, up.URL+"/api/v1/influencers/is_suspicious", bytes.NewReader(body))
+	if err != nil {
+		return checkConnect, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	start := c.now()
+	c.e.tel.checksInFlight.Inc()
+	resp, err := c.client.Do(req)
+	if err == nil {
+		var b []byte
+		b, err = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		end := c.now()
+		c.e.tel.checksInFlight.Dec()
+		c.e.tel.checkSeconds.Observe(end.Sub(start).Seconds())
+		if err != nil {
+			return checkConnect, err
+		}
+		return c.verdict(i, pk, resp.StatusCode, b, end)
+	}
+	c.e.tel.checksInFlight.Dec()
+	switch {
+	case ctx.Err() != nil:
+		return checkCanceled, err
+	case actx.Err() != nil:
+		return checkTimeout, err
+	}
+	return checkConnect, err
+}
+
+// verdict reads the classifier's answer and stores it.
+func (c *classifier) verdict(i int, pk int64, status int, b []byte, at time.Time) (int, error) {
+	switch {
+	case status >= 500:
+		return checkHTTP5xx, fmt.Errorf("HTTP %d: %s", status, truncate(b))
+	case status != http.StatusOK:
+		return checkHTTP4xx, fmt.Errorf("HTTP %d: %s", status, truncate(b))
+	}
+	v, err := fastjson.ParseBytes(b)
+	if err != nil {
+		return checkBadJSON, fmt.Errorf("answer is not JSON: %w: %s", err, truncate(b))
+	}
+	if got := v.Get("pk"); got != nil {
+		if n, err := exactInt(v, "pk"); err != nil || n != pk {
+			return checkBadJSON, fmt.Errorf("answer is about pk %s, asked about %d", got, pk)
+		}
+	}
+	s := v.Get("suspicious")
+	if s == nil || (s.Type() != fastjson.TypeTrue && s.Type() != fastjson.TypeFalse) {
+		return checkBadJSON, fmt.Errorf("answer has no boolean \"suspicious\": %s", truncate(b))
+	}
+	c.e.store.SetVerdict(i, Verdict{TimeMs: at.UnixMilli(), Suspicious: s.Type() == fastjson.TypeTrue})
+	return checkOK, nil
+}
+
+// appendInfluencerJSON is the body Mockstagram answered for the pk, which
+// is what its classifier expects.
+func appendInfluencerJSON(b []byte, pk int64, username string, smp Sample) []byte {
+	b = append(b, `{"pk":`...)
+	b = strconv.AppendInt(b, pk, 10)
+	b = append(b, `,"username":`...)
+	name, _ := json.Marshal(username) // JSON escaping; Go's quoting differs
+	b = append(b, name...)
+	b = append(b, `,"followerCount":`...)
+	b = strconv.AppendUint(b, uint64(smp.Followers), 10)
+	b = append(b, `,"followingCount":`...)
+	b = strconv.AppendUint(b, uint64(smp.Following), 10)
+	return append(b, '}')
+}
+
+// lag is how far the walk is behind its schedule (waiting for a free
+// concurrency slot); above 0 for long means suspicious.concurrency is too
+// small for the classifier's latency.
+func (c *classifier) lag() time.Duration { return time.Duration(c.lagNs.Load()) }
