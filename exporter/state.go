@@ -3,12 +3,12 @@ package exporter
 import (
 	"bufio"
 	"context"
-	"log/slog"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"

@@ -159,6 +159,7 @@ func (c *classifier) run(ctx context.Context) {
 	defer func() {
 		cancel()
 		c.wg.Wait()
+		c.client.CloseIdleConnections() // an upstream's graceful shutdown waits for them
 	}()
 	timer := time.NewTimer(0)
 	defer timer.Stop()
