@@ -250,11 +250,11 @@ func stateErr(format string, a ...any) error { return &errState{fmt.Sprintf(form
 
 func (e *Exporter) applyState(data []byte, res *StateLoad) error {
 	const hdrLen = 4 + 4 + 8 + 8 + 8 + 4 + 4 + 4 + 8 + 8
+	if len(data) >= 4 && string(data[:4]) != stateMagic {
+		return stateErr("not an exporter state file (bad magic %q)", data[:4])
+	}
 	if len(data) < hdrLen+4 {
 		return stateErr("state file is %d bytes, too short for a header: truncated", len(data))
-	}
-	if string(data[:4]) != stateMagic {
-		return stateErr("not an exporter state file (bad magic %q)", data[:4])
 	}
 	le := binary.LittleEndian
 	if v := le.Uint32(data[4:]); v != stateVersion {
