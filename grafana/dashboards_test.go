@@ -390,6 +390,11 @@ func TestDashboardConventions(t *testing.T) {
 		usesRankd := false
 		ids := map[uint32]string{}
 		occupied := map[int]string{}
+		for _, r := range b.d.Panels {
+			if r.RowPanel != nil {
+				ids[r.RowPanel.Id] = "row " + deref(r.RowPanel.Title)
+			}
+		}
 		for _, p := range panels(b.d) {
 			name := title(p)
 			if p.Id == nil {
@@ -402,12 +407,12 @@ func TestDashboardConventions(t *testing.T) {
 			if g := p.GridPos; g == nil || g.W < 1 || g.X+g.W > 24 || g.H < 1 {
 				t.Errorf("%s: panel %q gridPos %+v is outside the 24-column grid", b.file, name, g)
 			} else {
+			cells:
 				for y := g.Y; y < g.Y+g.H; y++ {
 					for x := g.X; x < g.X+g.W; x++ {
 						if other, taken := occupied[int(y)*24+int(x)]; taken {
 							t.Errorf("%s: panels %q and %q overlap at x=%d y=%d", b.file, other, name, x, y)
-							y = g.Y + g.H
-							break
+							break cells
 						}
 						occupied[int(y)*24+int(x)] = name
 					}
