@@ -244,7 +244,59 @@ func TestScrapeStoreQuery(t *testing.T) {
 	if up := vm.Query(t, `up{job="mockstagram_influencers"} == 1`, time.Time{}); len(up) != 6 {
 		t.Fatalf("%d of 6 influencer slices up", len(up))
 	}
+	for _, s := range p.shards {
+		s.WaitVerdicts(t)
+	}
 	p.checkEveryPollStoredOnce(t, vm, false)
+	checkEveryVerdictStoredOnce(t, vm, p)
+}
+
+// checkEveryVerdictStoredOnce (after polling and checking stopped): one
+// stored sample per successful classifier call, at the verdict's time
+// (the repeats of every scrape are deduplicated), and every pk's latest
+// flag is the simulator's rule applied to its frozen counts.
+func checkEveryVerdictStoredOnce(t *testing.T, vm *vmtest.Proc, p *pipeline) {
+	t.Helper()
+	var checks float64
+	for _, s := range p.shards {
+		f, err := promtext.Fetch(http.DefaultClient, s.URL+"/telemetry")
+		if err != nil {
+			t.Fatal(err)
+		}
+		checks += f.Sum("mockstagram_exporter_suspicious_checks_total", "outcome", "success")
+	}
+	var series []vmtest.Series
+	stored := 0
+	waitFor(t, 30*time.Second, "every verdict to be stored", func() bool {
+		vm.Flush(t)
+		series = vm.Export(t, `mockstagram_influencer_suspicious`, p.start.Add(-time.Minute), time.Now().Add(time.Minute))
+		stored = 0
+		for _, s := range series {
+			stored += len(s.Values)
+		}
+		return float64(stored) >= checks
+	})
+	if float64(stored) != checks || len(series) != int(p.max-pkMin+1) {
+		t.Fatalf("VictoriaMetrics holds %d verdict samples in %d series for %v successful checks of %d pks", stored, len(series), checks, p.max-pkMin+1)
+	}
+	flagged := 0
+	for _, s := range series {
+		pk, _ := strconv.ParseInt(s.Metric["pk"], 10, 64)
+		f, g, _ := p.sim.Peek(pk)
+		want := 0.0
+		if float64(f)/float64(g) <= 5.64 {
+			want = 1
+			flagged++
+		}
+		for _, v := range s.Values {
+			if v.V != want {
+				t.Fatalf("pk %d (followers %d, following %d) stored suspicious=%v, want %v", pk, f, g, v.V, want)
+			}
+		}
+	}
+	if flagged == 0 {
+		t.Fatal("no pk flagged; the check proves nothing")
+	}
 }
 
 // TestDriftingTimeSeries: with counts that move on every poll, each pk's
