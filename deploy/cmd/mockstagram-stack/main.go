@@ -31,16 +31,17 @@ import (
 )
 
 type cli struct {
-	BinDir         string        `name:"bin.dir" default:"bin" help:"Directory holding the built binaries."`
-	DataDir        string        `name:"data.dir" default:"data" help:"Logs and endpoints.json go here."`
-	MockstagramURL []string      `name:"mockstagram.url" sep:"," help:"Poll this Mockstagram instead of starting the simulator (repeatable)."`
-	PKCount        int           `name:"pk.count" default:"1000000" help:"Influencers to track, from pk 1000000."`
-	Shards         int           `name:"shards" default:"1" help:"Exporter shards."`
-	PollInterval   time.Duration `name:"poll.interval" default:"60s" help:"Every influencer is polled once per interval."`
-	PortsBase      int           `name:"ports.base" default:"19000" help:"First of a block of loopback ports: simulator = base, VictoriaMetrics = base+1, vmalert = base+2, rankd = base+3, exporter shard i = base+10+i."`
-	VictoriaDir    string        `name:"victoria.dir" default:"victoria" help:"Where scrape.yml and rules/*.yml are (the repository's victoria/)."`
-	StatusEvery    time.Duration `name:"status.every" default:"30s" help:"Print a status line this often once the first cycle is done."`
-	Verbose        bool          `name:"verbose" help:"Also copy every component's log to the terminal, prefixed."`
+	BinDir           string        `name:"bin.dir" default:"bin" help:"Directory holding the built binaries."`
+	DataDir          string        `name:"data.dir" default:"data" help:"Logs and endpoints.json go here."`
+	MockstagramURL   []string      `name:"mockstagram.url" sep:"," help:"Poll this Mockstagram instead of starting the simulator (repeatable)."`
+	PKCount          int           `name:"pk.count" default:"1000000" help:"Influencers to track, from pk 1000000."`
+	Shards           int           `name:"shards" default:"2" help:"Exporter shards."`
+	SuspiciousPeriod time.Duration `name:"suspicious.period" default:"24h" help:"Every influencer gets a suspicious verdict once per period (the exporters' --suspicious.period); 0 turns the checks off."`
+	PollInterval     time.Duration `name:"poll.interval" default:"60s" help:"Every influencer is polled once per interval."`
+	PortsBase        int           `name:"ports.base" default:"19000" help:"First of a block of loopback ports: simulator = base, VictoriaMetrics = base+1, vmalert = base+2, rankd = base+3, exporter shard i = base+10+i."`
+	VictoriaDir      string        `name:"victoria.dir" default:"victoria" help:"Where scrape.yml and rules/*.yml are (the repository's victoria/)."`
+	StatusEvery      time.Duration `name:"status.every" default:"30s" help:"Print a status line this often once the first cycle is done."`
+	Verbose          bool          `name:"verbose" help:"Also copy every component's log to the terminal, prefixed."`
 }
 
 func main() {
@@ -75,6 +76,9 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	}
 	if c.PollInterval < time.Second {
 		return fmt.Errorf("--poll.interval=%s is below 1s", c.PollInterval)
+	}
+	if c.SuspiciousPeriod != 0 && c.SuspiciousPeriod < time.Second {
+		return fmt.Errorf("--suspicious.period=%s is below 1s (0 turns the checks off)", c.SuspiciousPeriod)
 	}
 	if c.PortsBase < 1 || c.PortsBase+portExporter+c.Shards > 65535 {
 		return fmt.Errorf("--ports.base=%d leaves no room for %d ports", c.PortsBase, portExporter+c.Shards)
@@ -128,13 +132,24 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		}
 		upstreams = []string{url(portSim)}
 	}
+	stateDir := filepath.Join(c.DataDir, "exporters")
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return err
+	}
 	var exps []string
 	for i := range c.Shards {
 		name := fmt.Sprintf("exporter-%d", i)
 		args := []string{"--web.listen-address=" + addr(portExporter+i), "--pk.max=" + pkMax,
 			"--shard.index=" + strconv.Itoa(i), "--shard.count=" + strconv.Itoa(c.Shards),
 			"--poll.interval=" + c.PollInterval.String(), "--poll.timeout=" + min(5*time.Second, c.PollInterval/2).String(),
-			"--mockstagram.url=" + strings.Join(upstreams, ",")}
+			"--mockstagram.url=" + strings.Join(upstreams, ","),
+			// Verdicts and the check schedule survive a restart of the stack.
+			"--state.dir=" + stateDir}
+		if c.SuspiciousPeriod > 0 {
+			args = append(args, "--suspicious.period="+c.SuspiciousPeriod.String())
+		} else {
+			args = append(args, "--no-suspicious.enabled")
+		}
 		if err := start(name, "mockstagram_exporter", args, url(portExporter+i), "/-/ready"); err != nil {
 			return err
 		}

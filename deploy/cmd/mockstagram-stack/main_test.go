@@ -89,7 +89,7 @@ func TestStackRunsAndStops(t *testing.T) {
 	bin := buildBinaries(t)
 	data := t.TempDir()
 	c := &cli{BinDir: bin, DataDir: data, PKCount: 2000, Shards: 2, PollInterval: 2 * time.Second,
-		PortsBase: freeBlock(t, 12), StatusEvery: time.Second, VictoriaDir: victoriaDir}
+		SuspiciousPeriod: 8 * time.Second, PortsBase: freeBlock(t, 12), StatusEvery: time.Second, VictoriaDir: victoriaDir}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out syncBuffer
@@ -148,6 +148,23 @@ func TestStackRunsAndStops(t *testing.T) {
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
+	// Every influencer gets a suspicious verdict within a period (after the
+	// first poll cycle), and VictoriaMetrics stores it.
+	deadlineV := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(ep.VictoriaMetrics + "/api/v1/query?query=count(last_over_time(mockstagram_influencer_suspicious[1h]))")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(body), `"2000"`) {
+				break
+			}
+		}
+		if time.Now().After(deadlineV) {
+			t.Fatal("VictoriaMetrics never held a verdict for each of the 2000 influencers")
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 	// rankd ranks the same 2000 influencers.
 	deadline3 := time.Now().Add(30 * time.Second)
 	for {
@@ -190,6 +207,12 @@ func TestStackRunsAndStops(t *testing.T) {
 	for _, u := range append(ep.Exporters, ep.Simulator, ep.VictoriaMetrics, ep.VMAlert, ep.Rankd) {
 		if _, err := http.Get(u + "/-/healthy"); err == nil {
 			t.Fatalf("%s still answers after the launcher stopped", u)
+		}
+	}
+	// The exporters saved their state at the stop, for the next run.
+	for i := range 2 {
+		if _, err := os.Stat(filepath.Join(data, "exporters", fmt.Sprintf("exporter-shard-%d-of-2.state", i))); err != nil {
+			t.Fatalf("no state file of shard %d after the stop: %v", i, err)
 		}
 	}
 }
