@@ -1185,10 +1185,9 @@ const (
 )
 
 type stack struct {
-	vm, vmalert *vmtest.Proc
-	api         *promAPI
-	rankdURL    string
-	simURL      string
+	vm       *vmtest.Proc
+	api      *promAPI
+	rankdURL string
 }
 
 // setInfluencer sets an influencer's counts through the simulator's admin API.
@@ -1233,7 +1232,6 @@ func startStack(t *testing.T) *stack {
 	s := &stack{}
 
 	_, simURL := simtest.Start(t, simtest.Config(pkMin, pkMin+pks-1, true))
-	s.simURL = simURL
 	setInfluencer(t, simURL, pk, 100_000, 50_000)
 
 	var shardURLs, hosts []string
@@ -1311,7 +1309,7 @@ func startStack(t *testing.T) *stack {
 	for _, r := range rules {
 		args = append(args, "-rule="+r)
 	}
-	s.vmalert = vmtest.StartOn(t, "vmalert", vmalertPort, filepath.Join(dir, "vmalert"), "", args...)
+	vmtest.StartOn(t, "vmalert", vmalertPort, filepath.Join(dir, "vmalert"), "", args...)
 	return s
 }
 
@@ -1392,17 +1390,20 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 	}
 }
 
-// pending names the series other parts of the pipeline are still adding,
-// so a failure says where the data should come from.
-var pending = map[string]string{
+// producers names where the less obvious series come from, so that a
+// failure points at the component that should have produced them.
+var producers = map[string]string{
 	"mockstagram_influencer_suspicious": "the exporters' suspicious classifier",
 	"mockstagram_exporter_suspicious_":  "the exporters' classifier telemetry",
 	"mockstagram_population_suspicious": "rankd's suspicious gauges",
 	"mockstagram_population_verdicts":   "rankd's suspicious gauges",
+	"ALERTS":                            "vmalert's remote write",
+	"vmalert_":                          "VictoriaMetrics' scrape of vmalert",
+	"rankd_":                            "VictoriaMetrics' scrape of rankd",
 }
 
 func pendingNote(expr string) string {
-	for k, v := range pending {
+	for k, v := range producers {
 		if strings.Contains(expr, k) {
 			return " (the data comes from " + v + ")"
 		}
