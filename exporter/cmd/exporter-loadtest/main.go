@@ -74,6 +74,8 @@ type results struct {
 	ScrapePlainMB      float64 `json:",omitempty"`
 	ScrapeGzipMB       float64 `json:",omitempty"`
 	Errors             map[string]float64
+	SuspiciousChecks   float64 // successful classifier calls during the measurement, all shards
+	SuspiciousPerSec   float64
 }
 
 func run(ctx context.Context, c *cli, out io.Writer) error {
@@ -226,6 +228,11 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 			}
 		}
 	}
+	for i := range after {
+		r.SuspiciousChecks += after[i].Sum("mockstagram_exporter_suspicious_checks_total", "outcome", "success") -
+			before[i].Sum("mockstagram_exporter_suspicious_checks_total", "outcome", "success")
+	}
+	r.SuspiciousPerSec = r.SuspiciousChecks / elapsed.Seconds()
 	for _, p := range exps {
 		rss, _ := p.RSS()
 		r.ExporterRSSMiB = append(r.ExporterRSSMiB, float64(rss)/(1<<20))
@@ -273,6 +280,7 @@ func report(out io.Writer, r results) {
 	row("simulator CPU per request", "%.1f us", r.SimCPUPerRequest)
 	row("poll latency p50 / p99", "%.2f ms / %.2f ms", r.PollLatencyP50Ms, r.PollLatencyP99Ms)
 	row("exporter RSS", "%s MiB", fmtList(r.ExporterRSSMiB))
+	row("suspicious checks answered", "%.0f (%.1f/s)", r.SuspiciousChecks, r.SuspiciousPerSec)
 	if r.ScrapePlainMB > 0 {
 		row("one full scrape of shard 0, plain (CPU beyond polling)", "%.0f ms, %.1f MB", r.ScrapePlainCPUMs, r.ScrapePlainMB)
 		row("one full scrape of shard 0, gzip (CPU beyond polling)", "%.0f ms, %.1f MB", r.ScrapeGzipCPUMs, r.ScrapeGzipMB)
