@@ -17,11 +17,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/influencers/{pk}", s.withSnapshot(s.influencer))
 	mux.HandleFunc("GET /api/v1/average", s.withSnapshot(s.average))
 	mux.HandleFunc("GET /api/v1/top", s.withSnapshot(s.top))
+	mux.HandleFunc("GET /api/v1/suspicious", s.withSnapshot(s.suspicious))
 	mux.HandleFunc("GET /api/v1/status", s.statusHandler)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+"; see /")
 	})
-	mux.Handle("GET /metrics", s.tel.handler())
+	mux.Handle("GET /metrics", s.tel.handler(s))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "OK\n") })
 	mux.HandleFunc("GET /-/ready", func(w http.ResponseWriter, _ *http.Request) {
 		if snap := s.snap.Load(); snap == nil || !snap.Complete { // reads only the flag
@@ -76,16 +77,23 @@ type InfluencerJSON struct {
 	Percentile     float64  `json:"percentile"`
 	Total          int      `json:"total"`
 	PolledAt       string   `json:"polledAt"`
+	Suspicious     *bool    `json:"suspicious,omitempty"` // absent until the classifier has judged the influencer
+	CheckedAt      string   `json:"checkedAt,omitempty"`  // when it did; absent with suspicious
 }
 
 func toJSON(inf Influencer, total int) InfluencerJSON {
 	j := InfluencerJSON{PK: inf.PK, Username: "influencer-" + strconv.FormatInt(inf.PK, 10),
 		FollowerCount: inf.Followers, FollowingCount: inf.Following,
 		Rank: inf.Rank, DenseRank: inf.DenseRank, Percentile: math.Round(inf.Percentile*1e4) / 1e4, Total: total,
-		PolledAt: time.UnixMilli(inf.PolledAtMs).UTC().Format(time.RFC3339Nano)}
+		PolledAt: time.Unix(inf.PolledAt, 0).UTC().Format(time.RFC3339)}
 	if inf.Following > 0 {
 		r := float64(inf.Followers) / float64(inf.Following)
 		j.FollowerRatio = &r
+	}
+	if inf.HasVerdict {
+		v := inf.Suspicious
+		j.Suspicious = &v
+		j.CheckedAt = time.Unix(inf.CheckedAt, 0).UTC().Format(time.RFC3339)
 	}
 	return j
 }
@@ -141,6 +149,14 @@ func appendInfluencer(b []byte, j InfluencerJSON) []byte {
 	b = strconv.AppendInt(b, int64(j.Total), 10)
 	b = append(b, `,"polledAt":`...)
 	b = strconv.AppendQuote(b, j.PolledAt)
+	if j.Suspicious != nil {
+		b = append(b, `,"suspicious":`...)
+		b = strconv.AppendBool(b, *j.Suspicious)
+	}
+	if j.CheckedAt != "" {
+		b = append(b, `,"checkedAt":`...)
+		b = strconv.AppendQuote(b, j.CheckedAt)
+	}
 	return append(b, "}\n"...)
 }
 
@@ -167,6 +183,7 @@ func (s *Server) average(w http.ResponseWriter, _ *http.Request, snap *Snapshot)
 		"averageFollowerCount": st.Average, "count": st.Count, "sum": st.Sum,
 		"min": st.Min, "max": st.Max, "percentiles": st.Percentiles,
 		"snapshotAt": snap.Built.UTC().Format(time.RFC3339Nano),
+		"suspicious": st.Suspicious, "verdicts": st.Verdicts,
 	})
 }
 
@@ -189,6 +206,27 @@ func (s *Server) top(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
 		out = append(out, toJSON(inf, snap.Count))
 	}
 	writeJSON(w, map[string]any{"total": snap.Count, "offset": offset, "influencers": out})
+}
+
+// suspicious pages through the influencers judged suspicious, by followers
+// descending then pk ascending; the list is built once per refresh, so a
+// page costs the same whatever its offset.
+func (s *Server) suspicious(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
+	limit, err := intParam(r, "limit", 100, 1, maxTop)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	offset, err := intParam(r, "offset", 0, 0, math.MaxInt32)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	out := []InfluencerJSON{}
+	for _, inf := range snap.SuspiciousPage(limit, offset) {
+		out = append(out, toJSON(inf, snap.Count))
+	}
+	writeJSON(w, map[string]any{"total": snap.Suspicious(), "offset": offset, "limit": limit, "influencers": out})
 }
 
 func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
@@ -227,7 +265,8 @@ func (s *Server) landing(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintf(w, `<!DOCTYPE html><html><head><title>rankd</title></head><body><h1>rankd</h1>
 <p>Rank, average and latest values of every influencer, from %d exporter(s), refreshed every %s: %s.</p>
 <ul><li><a href="/api/v1/influencers/1000001">/api/v1/influencers/{pk}</a></li><li><a href="/api/v1/average">/api/v1/average</a></li>
-<li><a href="/api/v1/top?n=10">/api/v1/top?n=10&amp;offset=0</a></li><li><a href="/api/v1/status">/api/v1/status</a></li>
+<li><a href="/api/v1/top?n=10">/api/v1/top?n=10&amp;offset=0</a></li>
+<li><a href="/api/v1/suspicious?limit=10">/api/v1/suspicious?limit=10&amp;offset=0</a></li><li><a href="/api/v1/status">/api/v1/status</a></li>
 <li><a href="/metrics">/metrics</a></li><li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li></ul></body></html>`,
 		len(s.cfg.Sources), s.cfg.Refresh, state)
 }

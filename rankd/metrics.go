@@ -1,8 +1,15 @@
 package rankd
 
 import (
+	"io"
 	"net/http"
+	"strconv"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/prometheus/common/expfmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -17,6 +24,8 @@ type telemetry struct {
 	refreshes      prometheus.Counter
 	refreshSeconds prometheus.Histogram
 	fetchErrors    *prometheus.CounterVec
+	rankSeconds    *prometheus.HistogramVec
+	rankBytes      *prometheus.CounterVec
 }
 
 func newTelemetry(s *Server) *telemetry {
@@ -26,14 +35,152 @@ func newTelemetry(s *Server) *telemetry {
 		refreshSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "rankd_refresh_duration_seconds",
 			Help: "Time to fetch every exporter's snapshot and rebuild the ordered snapshot.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 12)}),
 		fetchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rankd_source_errors_total", Help: "Failed snapshot reads by exporter."}, []string{"exporter"}),
+		rankSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rankd_rank_exposition_duration_seconds",
+			Help:    "Time to write /metrics with every influencer's rank (--expose.ranks), by encoding.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 10)}, []string{"encoding"}),
+		rankBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rankd_rank_exposition_bytes_total",
+			Help: "Bytes sent for /metrics with every influencer's rank (--expose.ranks), by encoding."}, []string{"encoding"}),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("rankd"), t.refreshes, t.refreshSeconds, t.fetchErrors, &populationCollector{s: s})
+	if s.cfg.ExposeRanks {
+		reg.MustRegister(t.rankSeconds, t.rankBytes)
+	}
 	return t
 }
 
-func (t *telemetry) handler() http.Handler {
-	return promhttp.HandlerFor(t.reg, promhttp.HandlerOpts{Registry: t.reg})
+func (t *telemetry) handler(s *Server) http.Handler {
+	h := promhttp.HandlerFor(t.reg, promhttp.HandlerOpts{Registry: t.reg})
+	if !s.cfg.ExposeRanks {
+		return h
+	}
+	return http.HandlerFunc(s.serveMetricsWithRanks)
+}
+
+// MetricRank is the per-influencer gauge of --expose.ranks.
+const MetricRank = "mockstagram_influencer_rank"
+
+const helpRank = "The influencer's followerCount rank (1 + influencers with strictly more followers) in rankd's current snapshot."
+
+// gzip at BestSpeed, like the exporter: the rank lines are very repetitive
+// and the stdlib default level costs several times more CPU.
+var gzipPool = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
+	return w
+}}
+
+// serveMetricsWithRanks writes the registry's metrics, then streams one
+// rank gauge per influencer straight from the snapshot's arrays: a
+// registry would cost hundreds of bytes and microseconds per series.
+func (s *Server) serveMetricsWithRanks(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	mfs, err := s.tel.reg.Gather()
+	if err != nil {
+		http.Error(w, "cannot gather metrics: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", string(expfmt.NewFormat(expfmt.TypeTextPlain)))
+	if r.Method == http.MethodHead {
+		return
+	}
+	enc := "identity"
+	cw := &countingWriter{w: w}
+	var out io.Writer = cw
+	var gz *gzip.Writer
+	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+		enc = "gzip"
+		w.Header().Set("Content-Encoding", "gzip")
+		gz = gzipPool.Get().(*gzip.Writer)
+		defer gzipPool.Put(gz)
+		gz.Reset(cw)
+		out = gz
+	}
+	err = func() error {
+		for _, mf := range mfs {
+			if _, err := expfmt.MetricFamilyToText(out, mf); err != nil {
+				return err
+			}
+		}
+		snap := s.acquire()
+		defer release(snap)
+		if snap != nil && snap.Complete {
+			if _, err := snap.WriteRanks(out); err != nil {
+				return err
+			}
+		}
+		if gz != nil {
+			return gz.Close()
+		}
+		return nil
+	}()
+	if err != nil {
+		s.log.Debug("scrape aborted", "remote", r.RemoteAddr, "err", err)
+		return
+	}
+	s.tel.rankSeconds.WithLabelValues(enc).Observe(time.Since(start).Seconds())
+	s.tel.rankBytes.WithLabelValues(enc).Add(float64(cw.n))
+}
+
+const rankFlushSize = 128 << 10
+
+// WriteRanks writes the text exposition of every influencer's rank, in
+// rank order, to w, in chunks of 128 KiB; it returns the bytes written.
+func (s *Snapshot) WriteRanks(w io.Writer) (int64, error) {
+	buf := make([]byte, 0, rankFlushSize+256)
+	buf = append(buf, "# HELP "+MetricRank+" "+helpRank+"\n# TYPE "+MetricRank+" gauge\n"...)
+	var n int64
+	var rankText []byte
+	var prev uint32
+	for k, i := range s.order {
+		if f := s.f[i]; k == 0 || f != prev {
+			prev = f
+			rankText = strconv.AppendInt(append(rankText[:0], ' '), int64(k+1), 10)
+			rankText = append(rankText, '\n')
+		}
+		buf = append(buf, MetricRank+`{pk="`...)
+		buf = strconv.AppendInt(buf, s.PKMin+int64(i), 10)
+		buf = append(buf, `"}`...)
+		buf = append(buf, rankText...)
+		if len(buf) >= rankFlushSize {
+			m, err := w.Write(buf)
+			n += int64(m)
+			if err != nil {
+				return n, err
+			}
+			buf = buf[:0]
+		}
+	}
+	m, err := w.Write(buf)
+	return n + int64(m), err
+}
+
+// acceptsGzip reports whether an Accept-Encoding header admits gzip
+// (present and not weighted q=0).
+func acceptsGzip(h string) bool {
+	for _, part := range strings.Split(h, ",") {
+		enc, params, _ := strings.Cut(part, ";")
+		if !strings.EqualFold(strings.TrimSpace(enc), "gzip") {
+			continue
+		}
+		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
+			if q, err := strconv.ParseFloat(v, 64); err == nil && q == 0 {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 var (
@@ -44,6 +191,8 @@ var (
 	descAge      = prometheus.NewDesc("rankd_snapshot_age_seconds", "Age of the snapshot answers come from.", nil, nil)
 	descComplete = prometheus.NewDesc("rankd_snapshot_complete", "1 once every exporter has answered at least once.", nil, nil)
 	descSource   = prometheus.NewDesc("rankd_source_up", "1 when the exporter's last snapshot read succeeded.", []string{"exporter"}, nil)
+	descSusp     = prometheus.NewDesc("mockstagram_population_suspicious", "Influencers with data whose latest verdict is suspicious.", nil, nil)
+	descVerdicts = prometheus.NewDesc("mockstagram_population_verdicts", "Influencers with data and a suspicious verdict (either way).", nil, nil)
 )
 
 // populationCollector reads the current snapshot at scrape time: the
@@ -51,7 +200,7 @@ var (
 type populationCollector struct{ s *Server }
 
 func (c *populationCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAvg, descCount, descSum, descQuantile, descAge, descComplete, descSource} {
+	for _, d := range []*prometheus.Desc{descAvg, descCount, descSum, descQuantile, descAge, descComplete, descSource, descSusp, descVerdicts} {
 		ch <- d
 	}
 }
@@ -83,6 +232,8 @@ func (c *populationCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descAvg, prometheus.GaugeValue, st.Average)
 	ch <- prometheus.MustNewConstMetric(descCount, prometheus.GaugeValue, float64(st.Count))
 	ch <- prometheus.MustNewConstMetric(descSum, prometheus.GaugeValue, float64(st.Sum))
+	ch <- prometheus.MustNewConstMetric(descSusp, prometheus.GaugeValue, float64(st.Suspicious))
+	ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, float64(st.Verdicts))
 	for q, v := range map[string]float64{"0": float64(st.Min), "0.5": float64(st.Percentiles["p50"]),
 		"0.9": float64(st.Percentiles["p90"]), "0.99": float64(st.Percentiles["p99"]), "0.999": float64(st.Percentiles["p999"]), "1": float64(st.Max)} {
 		ch <- prometheus.MustNewConstMetric(descQuantile, prometheus.GaugeValue, v, q)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -20,7 +21,9 @@ type Config struct {
 	Sources []string      // exporter base URLs (their /api/v1/snapshot)
 	Refresh time.Duration // how often the snapshot is rebuilt
 	Timeout time.Duration // per source fetch
-	Logger  *slog.Logger
+	// ExposeRanks adds every influencer's rank to /metrics.
+	ExposeRanks bool
+	Logger      *slog.Logger
 }
 
 // Validate reports a configuration that cannot work, naming the flag.
@@ -58,12 +61,13 @@ type SourceStatus struct {
 	FetchMs     float64   `json:"fetchMs"`
 }
 
-// source is one exporter's latest good snapshot, kept while it fails.
+// source is one exporter as the refresher knows it. Its data lives only in
+// the snapshots: a failed read keeps it by copying its pks from the
+// current snapshot into the next.
 type source struct {
 	url    string
-	h      snapwire.Header
-	recs   []snapwire.Record
-	spare  []snapwire.Record // decoded into, swapped with recs on success
+	known  bool            // a read has succeeded once
+	h      snapwire.Header // of the last good read: the pks kept while it fails
 	status SourceStatus
 }
 
@@ -74,11 +78,12 @@ type Server struct {
 	client  *http.Client
 	snap    atomic.Pointer[Snapshot]
 	status  atomic.Pointer[[]SourceStatus] // published at the end of each refresh
-	mu      sync.Mutex                     // guards sources (the refresher's own state)
+	mu      sync.Mutex                     // guards sources, spare and scratch (the refresher's own state)
 	sources []*source
-	// The refresher reuses the arrays of the snapshot before the current
-	// one and its sort buffers, so a refresh of 1M influencers allocates
-	// nothing and leaves no garbage to slow the readers down.
+	// The refresher builds into the arrays of the snapshot before the
+	// current one, and reuses its sort buffer, so a refresh of 1M
+	// influencers allocates nothing and leaves no garbage to slow the
+	// readers down.
 	spare   *Snapshot
 	scratch buildScratch
 	tel     *telemetry
@@ -141,27 +146,29 @@ func (s *Server) Run(ctx context.Context) {
 	}
 }
 
-// Refresh fetches every source in parallel and swaps in a new snapshot.
-// A source that fails keeps its last good data; the snapshot is complete
+// Refresh reads every source into a new snapshot and swaps it in. A
+// source that fails keeps its last good data; the snapshot is complete
 // once every source has answered at least once.
+//
+// Sources are read one after another, each decoded straight into the
+// snapshot being built: no per-source copy is kept, and the refresh uses
+// one core, leaving the other to the readers.
 func (s *Server) Refresh(ctx context.Context) {
 	start := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var wg sync.WaitGroup
+	cur := s.snap.Load()
+	next := s.takeSpare()
+	next.layout(s.knownSpan())
+	complete := true
 	for _, src := range s.sources {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			s.fetch(ctx, src)
-		}()
+		s.fetch(ctx, src, next, cur)
+		complete = complete && src.known
 	}
-	wg.Wait()
-	snap := s.merge()
-	snap.build(&s.scratch)
-	snap.Built = time.Now()
-	old := s.snap.Swap(snap)
-	s.spare = old // rebuilt into next time, once its readers are gone
+	next.Complete = complete
+	next.build(&s.scratch)
+	next.Built = time.Now()
+	s.spare = s.snap.Swap(next) // rebuilt into next time, once its readers are gone
 	st := make([]SourceStatus, len(s.sources))
 	for i, src := range s.sources {
 		st[i] = src.status
@@ -171,8 +178,71 @@ func (s *Server) Refresh(ctx context.Context) {
 	s.tel.refreshSeconds.Observe(time.Since(start).Seconds())
 }
 
-func (s *Server) fetch(ctx context.Context, src *source) {
+// spareWait bounds how long a refresh waits for the last reader of the
+// snapshot it rebuilds into (an API request takes microseconds, a /metrics
+// scrape with --expose.ranks tens of milliseconds) before it allocates
+// fresh arrays instead.
+const spareWait = time.Second
+
+func (s *Server) takeSpare() *Snapshot {
+	snap := s.spare
+	s.spare = nil
+	if snap == nil {
+		return &Snapshot{}
+	}
+	deadline := time.Now().Add(spareWait)
+	for snap.readers.Load() != 0 {
+		if time.Now().After(deadline) {
+			s.log.Debug("the previous snapshot is still being read; building into new arrays")
+			return &Snapshot{}
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return snap
+}
+
+// knownSpan is the smallest pk range holding every known source's pks;
+// lo is -1 when no source is known.
+func (s *Server) knownSpan() (lo, hi int64) {
+	lo, hi = -1, -1
+	for _, src := range s.sources {
+		if !src.known || src.h.N == 0 {
+			continue
+		}
+		first, last := src.h.First, src.h.First+int64(src.h.N-1)*src.h.Step
+		if lo < 0 || first < lo {
+			lo = first
+		}
+		hi = max(hi, last)
+	}
+	return lo, hi
+}
+
+// maxSpan bounds the pk range of one snapshot (16 bytes a slot): a
+// misconfigured exporter must not make rankd allocate without limit.
+const maxSpan = 1 << 26
+
+// abortReader stops a snapshot read once the records are found unusable.
+type abortReader struct {
+	r   io.Reader
+	err error
+}
+
+func (a *abortReader) Read(p []byte) (int, error) {
+	if a.err != nil {
+		return 0, a.err
+	}
+	return a.r.Read(p)
+}
+
+// fetch reads src's snapshot into next. Each record replaces what next
+// holds for its pk when it is newer, so two sources claiming a pk leave the
+// newer sample. On failure, src's pks of its last good read are filled
+// from cur, again newer-wins: records that arrived whole before a read
+// broke off are kept.
+func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot) {
 	t0 := time.Now()
+	var h snapwire.Header
 	err := func() error {
 		req, err := http.NewRequestWithContext(ctx, "GET", src.url+"/api/v1/snapshot", nil)
 		if err != nil {
@@ -184,21 +254,31 @@ func (s *Server) fetch(ctx context.Context, src *source) {
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("HTTP %d", resp.StatusCode)
+			return fmt.Errorf("HTTP %d from %s; is it an exporter?", resp.StatusCode, req.URL)
 		}
-		recs := src.spare
-		h, err := snapwire.Read(resp.Body, func(h snapwire.Header, i int, x snapwire.Record) {
-			if i == 0 {
-				recs = resize(recs, int(h.N))
+		body := &abortReader{r: resp.Body}
+		var base int64 // h.First - next.PKMin
+		h, err = snapwire.Read(body, func(h snapwire.Header, i int, x snapwire.Record) {
+			if body.err != nil {
+				return
 			}
-			recs[i] = x
+			if i == 0 {
+				if body.err = next.fit(h); body.err != nil {
+					return
+				}
+				base = h.First - next.PKMin
+			}
+			p := pollSeconds(x.TimeMs)
+			j := base + int64(i)*h.Step
+			if m := &next.m[j]; p > m.Polled {
+				*m = meta{G: x.Following, Polled: p, Verdict: packVerdict(x.VerdictMs, x.Suspicious)}
+				next.f[j] = x.Followers
+			}
 		})
-		if err != nil {
-			src.spare = recs
-			return err // recs keeps the last good data
+		if body.err != nil {
+			return body.err
 		}
-		src.h, src.recs, src.spare = h, recs[:h.N], src.recs
-		return nil
+		return err
 	}()
 	st := &src.status
 	st.FetchMs = float64(time.Since(t0).Microseconds()) / 1000
@@ -206,70 +286,73 @@ func (s *Server) fetch(ctx context.Context, src *source) {
 		st.Healthy, st.LastError = false, err.Error()
 		s.tel.fetchErrors.WithLabelValues(src.url).Inc()
 		s.log.Warn("cannot read exporter snapshot; keeping its last data", "exporter", src.url, "err", err)
+		if src.known && cur != nil {
+			next.keep(cur, src.h)
+		}
 		return
 	}
-	st.Healthy, st.LastError, st.LastSuccess, st.Influencers = true, "", time.Now(), len(src.recs)
+	src.known, src.h = true, h
+	st.Healthy, st.LastError, st.LastSuccess, st.Influencers = true, "", time.Now(), int(h.N)
 }
 
-// merge lays every source's records into one pk-indexed snapshot.
-func (s *Server) merge() *Snapshot {
-	lo, hi := int64(-1), int64(-1)
-	complete := true
-	for _, src := range s.sources {
-		if src.recs == nil {
-			complete = false
-			continue
-		}
-		first, last := src.h.First, src.h.First+int64(src.h.N-1)*src.h.Step
-		if src.h.N == 0 {
-			continue
-		}
-		if lo < 0 || first < lo {
-			lo = first
-		}
-		if last > hi {
-			hi = last
-		}
+// layout makes the snapshot cover pks lo..hi with no data (nothing when lo
+// is negative), reusing its arrays.
+func (s *Snapshot) layout(lo, hi int64) {
+	n := 0
+	if lo >= 0 {
+		n = int(hi - lo + 1)
 	}
-	snap := s.spare
-	s.spare = nil
-	if snap == nil {
-		snap = &Snapshot{}
-	}
-	// Wait for the last readers of the spare (requests take microseconds).
-	for snap.readers.Load() != 0 {
-		time.Sleep(time.Millisecond)
-	}
-	snap.Complete = complete
-	if lo < 0 {
-		*snap = Snapshot{Complete: complete}
-		return snap
-	}
-	n := int(hi - lo + 1)
-	snap.PKMin = lo
-	snap.followers = resize(snap.followers, n)
-	snap.following = resize(snap.following, n)
-	snap.timeMs = resize(snap.timeMs, n)
-	for _, src := range s.sources {
-		for i, r := range src.recs {
-			j := src.h.First + int64(i)*src.h.Step - lo
-			// Two sources claiming a pk: the newer sample wins.
-			if r.TimeMs > snap.timeMs[j] {
-				snap.followers[j], snap.following[j], snap.timeMs[j] = r.Followers, r.Following, r.TimeMs
-			}
-		}
-	}
-	return snap
+	s.PKMin = max(lo, 0)
+	s.f = resizeNoClear(s.f, n) // read only where m says there is data
+	s.m = resize(s.m, n)
 }
 
-// resize returns a zeroed slice of length n, reusing b's array when it can.
-func resize[T any](b []T, n int) []T {
-	if cap(b) < n {
-		return make([]T, n)
+// fit widens the snapshot, keeping its data, so that it covers h's pks.
+func (s *Snapshot) fit(h snapwire.Header) error {
+	if h.N == 0 {
+		return nil
 	}
-	b = b[:n]
-	clear(b)
-	return b
+	if h.Step > maxSpan {
+		return fmt.Errorf("snapshot pk step %d is implausible; check the exporter's --shard.count", h.Step)
+	}
+	first, last := h.First, h.First+int64(h.N-1)*h.Step
+	if last < first {
+		return fmt.Errorf("snapshot pks from %d in steps of %d overflow; check the exporter's --pk.min", h.First, h.Step)
+	}
+	lo, hi := first, last
+	if len(s.f) > 0 {
+		lo, hi = min(lo, s.PKMin), max(hi, s.PKMin+int64(len(s.f))-1)
+	}
+	if hi-lo+1 > maxSpan {
+		return fmt.Errorf("pks %d..%d with the other exporters' span %d slots, more than %d; check --pk.min and --pk.max of the exporters", first, last, hi-lo+1, maxSpan)
+	}
+	if lo == s.PKMin && int(hi-lo+1) == len(s.f) {
+		return nil
+	}
+	if len(s.f) == 0 {
+		s.layout(lo, hi)
+		return nil
+	}
+	// Rare: a new or reconfigured exporter. The old arrays go to the GC.
+	f, m := make([]uint32, hi-lo+1), make([]meta, hi-lo+1)
+	copy(f[s.PKMin-lo:], s.f)
+	copy(m[s.PKMin-lo:], s.m)
+	s.PKMin, s.f, s.m = lo, f, m
+	return nil
+}
+
+// keep copies the pks of h from cur where they are newer than what s holds.
+func (s *Snapshot) keep(cur *Snapshot, h snapwire.Header) {
+	for i := range int64(h.N) {
+		pk := h.First + i*h.Step
+		ci, si := pk-cur.PKMin, pk-s.PKMin
+		if ci < 0 || ci >= int64(len(cur.f)) || si < 0 || si >= int64(len(s.f)) {
+			continue
+		}
+		if cur.m[ci].Polled > s.m[si].Polled {
+			s.f[si], s.m[si] = cur.f[ci], cur.m[ci]
+		}
+	}
 }
 
 // Status is rankd's view of its sources as of the last refresh; it never

@@ -91,32 +91,60 @@ func TestAgainstSimulator(t *testing.T) {
 		all = append(all, entry{pk, f, g})
 		sum += f
 	}
+	// Verdicts, when the exporters have any yet, must be upstream's rule
+	// applied to the values they posted (fixed: no drift).
+	flagged := map[int64]bool{}
+	verdicts := 0
+	seen := map[int64]bool{}
+	var values []int64 // distinct follower counts
 	for _, e := range all {
-		more, distinct := 0, map[int64]bool{}
+		if !seen[e.f] {
+			seen[e.f] = true
+			values = append(values, e.f)
+		}
+	}
+	for _, e := range all {
+		more, denseAbove := 0, 0
 		for _, o := range all {
 			if o.f > e.f {
 				more++
-				distinct[o.f] = true
+			}
+		}
+		for _, v := range values {
+			if v > e.f {
+				denseAbove++
 			}
 		}
 		var got rankd.InfluencerJSON
 		get(t, fmt.Sprintf("%s/api/v1/influencers/%d", web.URL, e.pk), 200, &got)
 		if got.FollowerCount != uint32(e.f) || got.FollowingCount != uint32(e.g) || got.Rank != more+1 ||
-			got.DenseRank != len(distinct)+1 || got.Total != 3000 || got.Username != fmt.Sprintf("influencer-%d", e.pk) {
-			t.Fatalf("pk %d: %+v; simulator has %d/%d, rank %d, dense %d", e.pk, got, e.f, e.g, more+1, len(distinct)+1)
+			got.DenseRank != denseAbove+1 || got.Total != 3000 || got.Username != fmt.Sprintf("influencer-%d", e.pk) {
+			t.Fatalf("pk %d: %+v; simulator has %d/%d, rank %d, dense %d", e.pk, got, e.f, e.g, more+1, denseAbove+1)
 		}
 		if (e.g == 0) != (got.FollowerRatio == nil) || (e.g > 0 && *got.FollowerRatio != float64(e.f)/float64(e.g)) {
 			t.Fatalf("pk %d: ratio %v for %d/%d", e.pk, got.FollowerRatio, e.f, e.g)
 		}
+		if (got.Suspicious == nil) != (got.CheckedAt == "") {
+			t.Fatalf("pk %d: suspicious %v checked at %q", e.pk, got.Suspicious, got.CheckedAt)
+		}
+		if got.Suspicious != nil {
+			verdicts++
+			if want := float64(e.f)/float64(e.g) <= 5.64; *got.Suspicious != want {
+				t.Fatalf("pk %d: suspicious %v for %d/%d", e.pk, *got.Suspicious, e.f, e.g)
+			}
+			flagged[e.pk] = *got.Suspicious
+		}
 	}
 	var avg struct {
-		Average float64 `json:"averageFollowerCount"`
-		Count   int     `json:"count"`
-		Max     uint32  `json:"max"`
+		Average    float64 `json:"averageFollowerCount"`
+		Count      int     `json:"count"`
+		Max        uint32  `json:"max"`
+		Suspicious int     `json:"suspicious"`
+		Verdicts   int     `json:"verdicts"`
 	}
 	get(t, web.URL+"/api/v1/average", 200, &avg)
-	if avg.Count != 3000 || avg.Average != float64(sum)/3000 || avg.Max != 9_999_999 {
-		t.Fatalf("average %+v, want %v over 3000", avg, float64(sum)/3000)
+	if avg.Count != 3000 || avg.Average != float64(sum)/3000 || avg.Max != 9_999_999 || avg.Verdicts != verdicts {
+		t.Fatalf("average %+v, want %v over 3000 with %d verdicts", avg, float64(sum)/3000, verdicts)
 	}
 	sort.Slice(all, func(a, b int) bool { return all[a].f > all[b].f || all[a].f == all[b].f && all[a].pk < all[b].pk })
 	var top struct {
@@ -132,8 +160,38 @@ func TestAgainstSimulator(t *testing.T) {
 	if len(top.Influencers) != 50 || top.Total != 3000 {
 		t.Fatalf("top page of %d, total %d", len(top.Influencers), top.Total)
 	}
+	// The suspicious list, page by page, is the flagged influencers in
+	// leaderboard order, and its total is the average's count.
+	var wantList []int64
+	for _, e := range all {
+		if flagged[e.pk] {
+			wantList = append(wantList, e.pk)
+		}
+	}
+	var list []int64
+	for offset := 0; ; offset += 7 {
+		var page struct {
+			Total       int                    `json:"total"`
+			Influencers []rankd.InfluencerJSON `json:"influencers"`
+		}
+		get(t, fmt.Sprintf("%s/api/v1/suspicious?limit=7&offset=%d", web.URL, offset), 200, &page)
+		if page.Total != avg.Suspicious || page.Total != len(wantList) {
+			t.Fatalf("suspicious total %d, average says %d, verdicts flag %d", page.Total, avg.Suspicious, len(wantList))
+		}
+		if len(page.Influencers) == 0 {
+			break
+		}
+		for _, inf := range page.Influencers {
+			list = append(list, inf.PK)
+		}
+	}
+	if fmt.Sprint(list) != fmt.Sprint(wantList) {
+		t.Fatalf("suspicious list %v, want %v", list, wantList)
+	}
+	t.Logf("%d verdicts, %d suspicious", verdicts, len(wantList))
 	body := get(t, web.URL+"/metrics", 200, nil)
 	for _, want := range []string{"mockstagram_population_influencers 3000\n", "mockstagram_population_followers_average ",
+		fmt.Sprintf("mockstagram_population_suspicious %d\n", len(wantList)), fmt.Sprintf("mockstagram_population_verdicts %d\n", verdicts),
 		`mockstagram_population_followers{quantile="1"} 9.999999e+06`, "rankd_snapshot_complete 1\n"} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("/metrics lacks %q:\n%s", want, body)

@@ -1,45 +1,57 @@
 package rankd
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"runtime"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/snapwire"
 )
 
-// simulatorLike fills n influencers like Mockstagram: max(round(100000(1+z)), 5000).
+const benchN = 1_000_000
+
+// simulatorRecord is influencer i of a population like Mockstagram's:
+// followers max(round(100000(1+z)), 5000), following max(round(1000(1+z)), 50),
+// polled over the last minute, judged over the last day by upstream's rule.
+func simulatorRecord(r *rand.Rand, i int) snapwire.Record {
+	f := uint32(max(100000*(1+r.NormFloat64()), 5000))
+	g := uint32(max(1000*(1+r.NormFloat64()), 50))
+	return snapwire.Record{Followers: f, Following: g, TimeMs: 1_763_800_000_000 + int64(i)%60_000,
+		VerdictMs: 1_763_713_600_000 + int64(i)*86_400_000/benchN, Suspicious: float64(f)/float64(g) <= 5.64}
+}
+
+// simulatorLike fills n influencers like Mockstagram.
 func simulatorLike(n int) *Snapshot {
 	r := rand.New(rand.NewPCG(1, 2))
-	s := &Snapshot{PKMin: 1_000_000, followers: make([]uint32, n), following: make([]uint32, n), timeMs: make([]int64, n)}
+	s := &Snapshot{PKMin: 1_000_000, f: make([]uint32, n), m: make([]meta, n)}
 	for i := range n {
-		s.followers[i] = uint32(max(100000*(1+r.NormFloat64()), 5000))
-		s.following[i] = uint32(max(1000*(1+r.NormFloat64()), 50))
-		s.timeMs[i] = 1_763_800_000_000 + int64(i/17)
+		x := simulatorRecord(r, i)
+		s.set(i, rec{F: x.Followers, meta: meta{G: x.Following, Polled: pollSeconds(x.TimeMs), Verdict: packVerdict(x.VerdictMs, x.Suspicious)}})
 	}
 	return s
 }
 
 // BenchmarkBuild1M is the ordering part of a refresh of 1M influencers.
 func BenchmarkBuild1M(b *testing.B) {
-	s := simulatorLike(1_000_000)
+	s := simulatorLike(benchN)
 	var sc buildScratch // kept between refreshes, as the server does
 	b.ReportAllocs()
 	for b.Loop() {
 		s.build(&sc)
 	}
-	var m0, m1 runtime.MemStats
-	runtime.GC()
-	runtime.ReadMemStats(&m0)
-	t := simulatorLike(1_000_000)
-	t.build(nil)
-	runtime.GC()
-	runtime.ReadMemStats(&m1)
-	b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/1e6, "heapB/influencer")
-	runtime.KeepAlive(t)
 }
 
-// BenchmarkLookup1M is one rank lookup among 1M influencers.
+// BenchmarkLookup1M is one rank lookup among 1M influencers, at pks spread
+// over the whole range.
 func BenchmarkLookup1M(b *testing.B) {
-	s := simulatorLike(1_000_000)
+	s := simulatorLike(benchN)
 	s.build(nil)
 	b.ReportAllocs()
 	pk := int64(1_000_000)
@@ -47,6 +59,57 @@ func BenchmarkLookup1M(b *testing.B) {
 		if _, ok := s.Lookup(pk); !ok {
 			b.Fatal("missing")
 		}
-		pk = 1_000_000 + (pk-1_000_000+7919)%1_000_000
+		pk = 1_000_000 + (pk-1_000_000+7919)%benchN
 	}
+}
+
+// BenchmarkRefresh1M is a whole refresh of 1M influencers read from four
+// exporter-like shards over loopback HTTP (they serve ready-made bytes, so
+// nearly all the CPU is rankd's). It reports the process CPU per refresh
+// and rankd's live heap per influencer after the refreshes (both
+// snapshots, the sort buffer and everything else the server holds).
+func BenchmarkRefresh1M(b *testing.B) {
+	const shards = 4
+	r := rand.New(rand.NewPCG(1, 2))
+	var urls []string
+	for k := range shards {
+		var body bytes.Buffer
+		h := snapwire.Header{First: 1_000_000 + int64(k), Step: shards, N: benchN / shards}
+		if err := snapwire.Write(&body, h, func(i int) snapwire.Record { return simulatorRecord(r, k+i*shards) }); err != nil {
+			b.Fatal(err)
+		}
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body.Bytes()) }))
+		b.Cleanup(srv.Close)
+		urls = append(urls, srv.URL)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	s, err := New(Config{Sources: urls, Refresh: time.Second, Timeout: 10 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s.Refresh(context.Background()) // the first refresh allocates the arrays
+	s.Refresh(context.Background())
+	cpu0 := cpuTime()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		s.Refresh(context.Background())
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/refresh")
+	if snap := s.Snapshot(); !snap.Complete || snap.Count != benchN {
+		b.Fatalf("snapshot of %d influencers, complete %v", snap.Count, snap.Complete)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&m1)
+	b.ReportMetric(float64(m1.HeapAlloc-m0.HeapAlloc)/benchN, "heapB/influencer")
+	runtime.KeepAlive(s)
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

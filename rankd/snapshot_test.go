@@ -2,122 +2,213 @@ package rankd
 
 import (
 	"encoding/json"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"testing"
 )
 
-// randomSnapshot builds a population with heavy ties: a floor that holds
-// about a tenth of the influencers, a few repeated values, and gaps (pks
-// without data).
-func randomSnapshot(r *rand.Rand, n int) *Snapshot {
-	s := &Snapshot{PKMin: 1_000_000, followers: make([]uint32, n), following: make([]uint32, n), timeMs: make([]int64, n)}
+// population shapes of the random snapshots: the sort takes a different
+// number of radix passes for each.
+const (
+	shapeTies  = iota // a floor holding about a tenth, a few shared values, the rest below 300k: 2 passes
+	shapeWide         // anything in uint32, with 0 and MaxUint32 present: 3 passes
+	shapeEqual        // one value: no pass
+	shapeCount
+)
+
+// randomSnapshot builds a population with gaps (pks without data) and
+// verdicts: about a third without one, the rest flagged at random.
+func randomSnapshot(r *rand.Rand, n, shape int) *Snapshot {
+	s := &Snapshot{PKMin: 1_000_000, f: make([]uint32, n), m: make([]meta, n)}
 	for i := range n {
 		if r.IntN(20) == 0 {
 			continue // never polled
 		}
 		var f uint32
-		switch r.IntN(10) {
-		case 0:
-			f = 5000 // the floor
-		case 1:
-			f = uint32(5000 + 1000*r.IntN(5)) // a few shared values
-		default:
-			f = uint32(r.IntN(300000))
+		switch shape {
+		case shapeTies:
+			switch r.IntN(10) {
+			case 0:
+				f = 5000 // the floor
+			case 1:
+				f = uint32(5000 + 1000*r.IntN(5))
+			default:
+				f = uint32(r.IntN(300000))
+			}
+		case shapeWide:
+			f = []uint32{0, math.MaxUint32, r.Uint32(), r.Uint32(), 7}[r.IntN(5)]
+		case shapeEqual:
+			f = 42
 		}
-		s.followers[i], s.following[i], s.timeMs[i] = f, uint32(50+r.IntN(2000)), int64(1+i)
+		var verdictMs int64
+		if r.IntN(3) > 0 {
+			verdictMs = 1_763_700_000_000 + r.Int64N(86_400_000)
+		}
+		s.set(i, rec{F: f, meta: meta{G: uint32(50 + r.IntN(2000)), Polled: pollSeconds(1_763_780_000_000 + int64(i)*17),
+			Verdict: packVerdict(verdictMs, r.IntN(4) == 0)}})
 	}
 	s.build(nil)
 	return s
 }
 
-// TestRanksAgainstBruteForce compares rank, dense rank, percentile, top-N
-// and the statistics with a direct computation on random populations.
+// TestRanksAgainstBruteForce compares every lookup, the top list, the
+// suspicious list and the statistics with a direct computation on random
+// populations.
 func TestRanksAgainstBruteForce(t *testing.T) {
-	for seed := range uint64(30) {
+	for seed := range uint64(45) {
 		r := rand.New(rand.NewPCG(seed, 7))
-		n := []int{1, 2, 10, 1000, 5000}[seed%5]
-		s := randomSnapshot(r, n)
-		var vals []uint32
+		n := []int{1, 2, 10, 33, 1000, 3000}[seed%6]
+		shape := int(seed/6) % shapeCount
+		s := randomSnapshot(r, n, shape)
+		type entry struct {
+			pk   int64
+			f    uint32
+			r    rec
+			want Influencer
+		}
+		var all []entry
 		var sum uint64
+		verdicts := 0
 		for i := range n {
-			if s.timeMs[i] != 0 {
-				vals = append(vals, s.followers[i])
-				sum += uint64(s.followers[i])
-			}
-		}
-		distinct := map[uint32]bool{}
-		for _, v := range vals {
-			distinct[v] = true
-		}
-		if s.Count != len(vals) || s.Sum != sum || !s.isSorted() {
-			t.Fatalf("seed %d: count %d sum %d sorted %v; want %d %d", seed, s.Count, s.Sum, s.isSorted(), len(vals), sum)
-		}
-		for i := range n {
-			pk := s.PKMin + int64(i)
-			inf, ok := s.Lookup(pk)
-			if s.timeMs[i] == 0 {
-				if ok {
-					t.Fatalf("seed %d: pk %d has no data but was found", seed, pk)
+			if r := s.rec(i); r.Polled != 0 {
+				all = append(all, entry{pk: s.PKMin + int64(i), f: r.F, r: r})
+				sum += uint64(r.F)
+				if r.Verdict != 0 {
+					verdicts++
 				}
-				continue
 			}
-			f := s.followers[i]
+		}
+		seen := map[uint32]bool{}
+		var distinct []uint32
+		for _, e := range all {
+			if !seen[e.f] {
+				seen[e.f] = true
+				distinct = append(distinct, e.f)
+			}
+		}
+		if s.Count != len(all) || s.Sum != sum || s.Verdicts != verdicts || !s.isSorted() {
+			t.Fatalf("seed %d: count %d sum %d verdicts %d sorted %v; want %d %d %d", seed, s.Count, s.Sum, s.Verdicts, s.isSorted(), len(all), sum, verdicts)
+		}
+		for k := range all {
+			e := &all[k]
 			more, atMost, denseAbove := 0, 0, 0
-			for _, v := range vals {
-				if v > f {
+			for _, o := range all {
+				if o.f > e.f {
 					more++
-				}
-				if v <= f {
+				} else {
 					atMost++
 				}
 			}
-			for v := range distinct {
-				if v > f {
+			for _, v := range distinct {
+				if v > e.f {
 					denseAbove++
 				}
 			}
-			want := Influencer{PK: pk, Followers: f, Following: s.following[i], PolledAtMs: s.timeMs[i],
-				Rank: more + 1, DenseRank: denseAbove + 1, Percentile: 100 * float64(atMost) / float64(len(vals))}
-			if !ok || inf != want {
-				t.Fatalf("seed %d pk %d: got %+v, want %+v", seed, pk, inf, want)
+			// Times as the exporter sent them, to the second.
+			i := e.pk - s.PKMin
+			polledMs := 1_763_780_000_000 + i*17
+			e.want = Influencer{PK: e.pk, Followers: e.f, Following: e.r.G, PolledAt: polledMs / 1000,
+				Rank: more + 1, DenseRank: denseAbove + 1, Percentile: 100 * float64(atMost) / float64(len(all))}
+			if e.r.Verdict != 0 {
+				e.want.HasVerdict, e.want.Suspicious, e.want.CheckedAt = true, e.r.Verdict&1 == 1, e.r.checkedAt()
+			}
+			if got, ok := s.Lookup(e.pk); !ok || got != e.want {
+				t.Fatalf("seed %d pk %d: got %+v, want %+v", seed, e.pk, got, e.want)
 			}
 		}
-		sorted := append([]uint32(nil), vals...)
-		sort.Slice(sorted, func(a, b int) bool { return sorted[a] > sorted[b] })
-		top := s.Top(10, 0)
-		for k, inf := range top {
-			if inf.Followers != sorted[k] {
-				t.Fatalf("seed %d: top[%d] has %d followers, want %d", seed, k, inf.Followers, sorted[k])
-			}
-			if k > 0 && inf.Followers == top[k-1].Followers && inf.PK < top[k-1].PK {
-				t.Fatalf("seed %d: ties in the top list not ordered by pk", seed)
+		for i := range n {
+			if _, ok := s.Lookup(s.PKMin + int64(i)); ok != (s.m[i].Polled != 0) {
+				t.Fatalf("seed %d: pk %d found %v with poll time %d", seed, s.PKMin+int64(i), ok, s.m[i].Polled)
 			}
 		}
-		st := s.PopulationStats()
-		if len(vals) > 0 && (st.Max != sorted[0] || st.Min != sorted[len(sorted)-1] || st.Average != float64(sum)/float64(len(vals))) {
-			t.Fatalf("seed %d: stats %+v", seed, st)
+		for _, pk := range []int64{s.PKMin - 1, s.PKMin + int64(n), -5} {
+			if _, ok := s.Lookup(pk); ok {
+				t.Fatalf("seed %d: pk %d outside the snapshot was found", seed, pk)
+			}
 		}
-		if len(vals) > 0 {
-			asc := append([]uint32(nil), vals...)
-			sort.Slice(asc, func(a, b int) bool { return asc[a] < asc[b] })
-			for _, q := range []float64{0.5, 0.9, 0.99} {
-				k := int(q*float64(len(asc))+0.999999) - 1
-				if got := s.Quantile(q); got != asc[max(k, 0)] {
-					t.Fatalf("seed %d: quantile %v = %d, want %d", seed, q, got, asc[max(k, 0)])
+
+		sort.Slice(all, func(a, b int) bool { return all[a].f > all[b].f || all[a].f == all[b].f && all[a].pk < all[b].pk })
+		var flagged []entry
+		for _, e := range all {
+			if e.want.Suspicious {
+				flagged = append(flagged, e)
+			}
+		}
+		if s.Suspicious() != len(flagged) {
+			t.Fatalf("seed %d: %d suspicious, want %d", seed, s.Suspicious(), len(flagged))
+		}
+		// Pages of both lists, including ones that cross the ends.
+		for _, pg := range [][2]int{{10, 0}, {7, 3}, {1000, 0}, {5, max(len(all)-2, 0)}, {5, len(all)}, {3, max(len(flagged)-1, 0)}, {1, 1 << 30}} {
+			page := s.Top(pg[0], pg[1])
+			wantLen := max(0, min(pg[0], len(all)-pg[1]))
+			if len(page) != wantLen {
+				t.Fatalf("seed %d: Top(%d, %d) has %d entries, want %d", seed, pg[0], pg[1], len(page), wantLen)
+			}
+			for k, got := range page {
+				if want := all[pg[1]+k].want; got != want {
+					t.Fatalf("seed %d: Top(%d, %d)[%d] = %+v, want %+v", seed, pg[0], pg[1], k, got, want)
+				}
+			}
+			page = s.SuspiciousPage(pg[0], pg[1])
+			wantLen = max(0, min(pg[0], len(flagged)-pg[1]))
+			if len(page) != wantLen {
+				t.Fatalf("seed %d: SuspiciousPage(%d, %d) has %d entries, want %d", seed, pg[0], pg[1], len(page), wantLen)
+			}
+			for k, got := range page {
+				if want := flagged[pg[1]+k].want; got != want {
+					t.Fatalf("seed %d: SuspiciousPage(%d, %d)[%d] = %+v, want %+v", seed, pg[0], pg[1], k, got, want)
 				}
 			}
 		}
+
+		st := s.PopulationStats()
+		if st.Suspicious != len(flagged) || st.Verdicts != verdicts {
+			t.Fatalf("seed %d: stats count %d suspicious, %d verdicts; want %d, %d", seed, st.Suspicious, st.Verdicts, len(flagged), verdicts)
+		}
+		if len(all) > 0 && (st.Max != all[0].f || st.Min != all[len(all)-1].f || st.Average != float64(sum)/float64(len(all))) {
+			t.Fatalf("seed %d: stats %+v", seed, st)
+		}
+		for _, q := range []float64{0.5, 0.9, 0.99} {
+			if len(all) == 0 {
+				break
+			}
+			k := int(q*float64(len(all))+0.999999) - 1 // ascending position
+			if got, want := s.Quantile(q), all[len(all)-1-max(k, 0)].f; got != want {
+				t.Fatalf("seed %d: quantile %v = %d, want %d", seed, q, got, want)
+			}
+		}
+	}
+}
+
+// TestVerdictPacking: the stored verdict keeps the flag and the second.
+func TestVerdictPacking(t *testing.T) {
+	f := func(ms int64, susp bool, wantAt int64) {
+		t.Helper()
+		r := meta{Verdict: packVerdict(ms, susp)}
+		if r.hasVerdict() != (wantAt != 0) || r.suspicious() != (susp && wantAt != 0) || r.checkedAt() != wantAt {
+			t.Fatalf("verdict %d ms %v: has %v suspicious %v at %d; want at %d", ms, susp, r.hasVerdict(), r.suspicious(), r.checkedAt(), wantAt)
+		}
+	}
+	f(0, true, 0)
+	f(-1, false, 0)
+	f(1_763_780_123_999, true, 1_763_780_123)
+	f(1_763_780_123_000, false, 1_763_780_123)
+	f(verdictEpoch*1000, false, verdictEpoch)            // the epoch itself is a verdict
+	f(5, true, verdictEpoch)                             // a clock before 2020: dated at the epoch
+	f(math.MaxInt64, true, verdictEpoch+math.MaxInt32-1) // 2088: clamped
+	if pollSeconds(0) != 0 || pollSeconds(999) != 1 || pollSeconds(1_763_780_123_456) != 1_763_780_123 || pollSeconds(math.MaxInt64) != math.MaxUint32 {
+		t.Fatal("poll times: 0 stays no data, any poll is at least 1 s, seconds are truncated, far futures clamp")
 	}
 }
 
 func TestEmptySnapshot(t *testing.T) {
 	s := &Snapshot{PKMin: 5}
 	s.build(nil)
-	if _, ok := s.Lookup(5); ok || s.Count != 0 || len(s.Top(10, 0)) != 0 {
+	if _, ok := s.Lookup(5); ok || s.Count != 0 || len(s.Top(10, 0)) != 0 || len(s.SuspiciousPage(10, 0)) != 0 {
 		t.Fatal("an empty snapshot must find nothing")
 	}
-	if st := s.PopulationStats(); st.Count != 0 || st.Average != 0 {
+	if st := s.PopulationStats(); st.Count != 0 || st.Average != 0 || st.Suspicious != 0 {
 		t.Fatalf("stats of nothing: %+v", st)
 	}
 }
@@ -126,9 +217,14 @@ func TestEmptySnapshot(t *testing.T) {
 func TestInfluencerEncoding(t *testing.T) {
 	ratio := 57166.0 / 1328
 	tiny := 1e-9
+	yes, no := true, false
 	for _, j := range []InfluencerJSON{
 		{PK: 1000001, Username: "influencer-1000001", FollowerCount: 57166, FollowingCount: 1328, FollowerRatio: &ratio,
-			Rank: 12, DenseRank: 10, Percentile: 99.9988, Total: 1000000, PolledAt: "2026-11-22T02:56:50.898Z"},
+			Rank: 12, DenseRank: 10, Percentile: 99.9988, Total: 1000000, PolledAt: "2026-11-22T02:56:50Z"},
+		{PK: 1000002, Username: "influencer-1000002", FollowerCount: 5000, FollowingCount: 1328, FollowerRatio: &ratio,
+			Rank: 12, DenseRank: 10, Percentile: 9.5, Total: 1000000, PolledAt: "2026-11-22T02:56:50Z",
+			Suspicious: &yes, CheckedAt: "2026-11-21T13:00:01Z"},
+		{PK: 1000003, Suspicious: &no, CheckedAt: "2026-11-21T13:00:01Z"},
 		{PK: 5, Username: `we"ird`, FollowerCount: 5000, Percentile: 100, Total: 1, PolledAt: "x"},
 		{PK: 7, FollowerRatio: &tiny, Percentile: 1e-7},
 	} {
@@ -142,7 +238,7 @@ func TestInfluencerEncoding(t *testing.T) {
 // isSorted checks the order build promises.
 func (s *Snapshot) isSorted() bool {
 	return sort.SliceIsSorted(s.order, func(a, b int) bool {
-		fa, fb := s.followers[s.order[a]], s.followers[s.order[b]]
+		fa, fb := s.f[s.order[a]], s.f[s.order[b]]
 		return fa > fb || fa == fb && s.order[a] < s.order[b]
 	})
 }

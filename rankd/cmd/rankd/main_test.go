@@ -27,13 +27,13 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(urls) != 0 || c.RefreshInterval != 5*time.Second || c.RefreshTimeout != 10*time.Second ||
-		strings.Join(c.WebListenAddress, " ") != ":9867" || c.WebConfigFile != "" || c.Log.Level != "info" || c.Log.Format != "logfmt" {
+		strings.Join(c.WebListenAddress, " ") != ":9867" || c.WebConfigFile != "" || c.Log.Level != "info" || c.Log.Format != "logfmt" || c.ExposeRanks {
 		t.Fatalf("defaults: %+v, sources %v", c, urls)
 	}
 }
 
 func TestParseFlagsAndEnv(t *testing.T) {
-	f := func(env map[string]string, args []string, wantURLs string, wantRefresh time.Duration) {
+	f := func(env map[string]string, args []string, wantURLs string, wantRefresh time.Duration, wantRanks bool) {
 		t.Helper()
 		for k, v := range env {
 			t.Setenv(k, v)
@@ -46,17 +46,19 @@ func TestParseFlagsAndEnv(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%v %v: %v", env, args, err)
 		}
-		if strings.Join(urls, " ") != wantURLs || c.RefreshInterval != wantRefresh {
-			t.Fatalf("%v %v: sources %q, refresh %s; want %q, %s", env, args, urls, c.RefreshInterval, wantURLs, wantRefresh)
+		if strings.Join(urls, " ") != wantURLs || c.RefreshInterval != wantRefresh || c.ExposeRanks != wantRanks {
+			t.Fatalf("%v %v: sources %q, refresh %s, expose.ranks %v; want %q, %s, %v", env, args, urls, c.RefreshInterval, c.ExposeRanks, wantURLs, wantRefresh, wantRanks)
 		}
 	}
 	f(nil, []string{"--exporter.url=http://a:1", "--exporter.url=http://b:2,http://c:3", "--refresh.interval=2s"},
-		"http://a:1 http://b:2 http://c:3", 2*time.Second)
+		"http://a:1 http://b:2 http://c:3", 2*time.Second, false)
 	f(map[string]string{"RANKD_EXPORTER_URL": "http://e0:9866,http://e1:9866", "RANKD_REFRESH_INTERVAL": "30s"}, nil,
-		"http://e0:9866 http://e1:9866", 30*time.Second)
+		"http://e0:9866 http://e1:9866", 30*time.Second, false)
 	// A flag beats its environment variable.
 	f(map[string]string{"RANKD_EXPORTER_URL": "http://env:1", "RANKD_REFRESH_INTERVAL": "30s"}, []string{"--exporter.url=http://flag:1", "--refresh.interval=1s"},
-		"http://flag:1", time.Second)
+		"http://flag:1", time.Second, false)
+	f(nil, []string{"--exporter.url=http://a:1", "--refresh.interval=1s", "--expose.ranks"}, "http://a:1", time.Second, true)
+	f(map[string]string{"RANKD_EXPOSE_RANKS": "true"}, []string{"--exporter.url=http://a:1", "--refresh.interval=1s"}, "http://a:1", time.Second, true)
 }
 
 func TestURLsFile(t *testing.T) {

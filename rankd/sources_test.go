@@ -1,0 +1,370 @@
+package rankd_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/snapwire"
+	"github.com/mockstagram-exporter/mockstagram-exporter/rankd"
+)
+
+// fakeExporter serves a snapshot the test controls, like an exporter's
+// /api/v1/snapshot: whole, cut off after some records, or an error.
+type fakeExporter struct {
+	URL      string
+	mu       sync.Mutex
+	h        snapwire.Header
+	recs     []snapwire.Record
+	fail     bool
+	truncate int // records to send before breaking off; -1 sends all
+}
+
+func startFake(t *testing.T, first, step int64, recs []snapwire.Record) *fakeExporter {
+	t.Helper()
+	f := &fakeExporter{truncate: -1}
+	f.set(first, step, recs)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/snapshot" {
+			http.NotFound(w, r)
+			return
+		}
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.fail {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		var b bytes.Buffer
+		snapwire.Write(&b, f.h, func(i int) snapwire.Record { return f.recs[i] })
+		data := b.Bytes()
+		if f.truncate >= 0 {
+			data = data[:len(data)-(len(f.recs)-f.truncate)*snapwire.RecordSize]
+		}
+		w.Write(data)
+	}))
+	t.Cleanup(srv.Close)
+	f.URL = srv.URL
+	return f
+}
+
+func (f *fakeExporter) set(first, step int64, recs []snapwire.Record) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.h, f.recs = snapwire.Header{First: first, Step: step, N: uint32(len(recs))}, recs
+}
+
+func (f *fakeExporter) setFail(fail bool, truncate int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail, f.truncate = fail, truncate
+}
+
+func newServer(t *testing.T, exposeRanks bool, urls ...string) (*rankd.Server, string) {
+	t.Helper()
+	srv, err := rankd.New(rankd.Config{Sources: urls, Refresh: time.Second, Timeout: 5 * time.Second, ExposeRanks: exposeRanks,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := httptest.NewServer(srv.Handler())
+	t.Cleanup(web.Close)
+	return srv, web.URL
+}
+
+const (
+	tPoll    = 1_763_780_000_123 // 2025-11-22T02:53:20.123Z
+	tVerdict = 1_763_700_000_789 // 2025-11-21T04:40:00.789Z
+)
+
+// TestVerdicts: two shards send influencers with and without verdicts;
+// every endpoint reports them exactly.
+func TestVerdicts(t *testing.T) {
+	// pk:        1000000  1000001  1000002  1000003  1000004  1000005
+	// followers: 9000     5000     12000    5000     7000     (never polled)
+	// verdict:   flagged  cleared  none     flagged  none
+	a := startFake(t, pkMin, 2, []snapwire.Record{
+		{Followers: 9000, Following: 3000, TimeMs: tPoll, VerdictMs: tVerdict, Suspicious: true},
+		{Followers: 12000, Following: 1000, TimeMs: tPoll},
+		{Followers: 7000, Following: 2000, TimeMs: tPoll},
+	})
+	b := startFake(t, pkMin+1, 2, []snapwire.Record{
+		{Followers: 5000, Following: 100, TimeMs: tPoll + 1333, VerdictMs: tVerdict - 50_000_000, Suspicious: false},
+		{Followers: 5000, Following: 1000, TimeMs: tPoll, VerdictMs: tVerdict, Suspicious: true},
+		{VerdictMs: tVerdict, Suspicious: true}, // a verdict without data does not count
+	})
+	srv, web := newServer(t, false, a.URL, b.URL)
+	srv.Refresh(context.Background())
+
+	f := func(pk int64, want string) {
+		t.Helper()
+		if got := get(t, fmt.Sprintf("%s/api/v1/influencers/%d", web, pk), 200, nil); got != want+"\n" {
+			t.Fatalf("pk %d:\n%s\nwant\n%s", pk, got, want)
+		}
+	}
+	f(1000000, `{"pk":1000000,"username":"influencer-1000000","followerCount":9000,"followingCount":3000,"followerRatio":3,"rank":2,"denseRank":2,"percentile":80,"total":5,"polledAt":"2025-11-22T02:53:20Z","suspicious":true,"checkedAt":"2025-11-21T04:40:00Z"}`)
+	f(1000001, `{"pk":1000001,"username":"influencer-1000001","followerCount":5000,"followingCount":100,"followerRatio":50,"rank":4,"denseRank":4,"percentile":40,"total":5,"polledAt":"2025-11-22T02:53:21Z","suspicious":false,"checkedAt":"2025-11-20T14:46:40Z"}`)
+	f(1000002, `{"pk":1000002,"username":"influencer-1000002","followerCount":12000,"followingCount":1000,"followerRatio":12,"rank":1,"denseRank":1,"percentile":100,"total":5,"polledAt":"2025-11-22T02:53:20Z"}`)
+	get(t, web+"/api/v1/influencers/1000005", 404, nil)
+
+	var avg struct {
+		Count, Suspicious, Verdicts int
+	}
+	get(t, web+"/api/v1/average", 200, &avg)
+	if avg.Count != 5 || avg.Suspicious != 2 || avg.Verdicts != 3 {
+		t.Fatalf("average: %+v, want 5 influencers, 2 suspicious, 3 verdicts", avg)
+	}
+
+	page := func(query string, wantTotal, wantOffset, wantLimit int, wantPKs ...int64) {
+		t.Helper()
+		var p struct {
+			Total, Offset, Limit int
+			Influencers          []rankd.InfluencerJSON
+		}
+		get(t, web+"/api/v1/suspicious"+query, 200, &p)
+		var pks []int64
+		for _, inf := range p.Influencers {
+			if inf.Suspicious == nil || !*inf.Suspicious || inf.CheckedAt == "" {
+				t.Fatalf("%s: listed %+v", query, inf)
+			}
+			pks = append(pks, inf.PK)
+		}
+		if p.Total != wantTotal || p.Offset != wantOffset || p.Limit != wantLimit || fmt.Sprint(pks) != fmt.Sprint(wantPKs) {
+			t.Fatalf("%s: total %d offset %d limit %d pks %v; want %d %d %d %v", query, p.Total, p.Offset, p.Limit, pks, wantTotal, wantOffset, wantLimit, wantPKs)
+		}
+	}
+	page("", 2, 0, 100, 1000000, 1000003)
+	page("?limit=1", 2, 0, 1, 1000000)
+	page("?limit=1&offset=1", 2, 1, 1, 1000003)
+	page("?offset=2", 2, 2, 100)
+	if body := get(t, web+"/api/v1/suspicious?offset=5", 200, nil); !strings.Contains(body, `"influencers":[]`) {
+		t.Fatalf("a page past the end is an empty list, not null: %s", body)
+	}
+
+	metrics := get(t, web+"/metrics", 200, nil)
+	for _, want := range []string{"mockstagram_population_suspicious 2\n", "mockstagram_population_verdicts 3\n"} {
+		if !strings.Contains(metrics, want) {
+			t.Fatalf("/metrics lacks %q", want)
+		}
+	}
+	if strings.Contains(metrics, "mockstagram_influencer_rank") {
+		t.Fatal("ranks exposed without --expose.ranks")
+	}
+	if landing := get(t, web+"/", 200, nil); !strings.Contains(landing, "/api/v1/suspicious") {
+		t.Fatal("the landing page does not list /api/v1/suspicious")
+	}
+}
+
+// TestSourceMerge: overlapping exporters, failures, a read cut short and a
+// reconfigured exporter.
+func TestSourceMerge(t *testing.T) {
+	rec := func(f uint32, ms int64) snapwire.Record {
+		return snapwire.Record{Followers: f, Following: 1, TimeMs: ms}
+	}
+	a := startFake(t, pkMin, 1, []snapwire.Record{rec(10, 1000e3), rec(11, 1000e3), rec(12, 1000e3), rec(13, 1000e3)})
+	b := startFake(t, pkMin+2, 1, []snapwire.Record{rec(22, 999e3), rec(23, 1001e3), rec(24, 1000e3)})
+	srv, _ := newServer(t, false, a.URL, b.URL)
+	check := func(what string, want map[int64]uint32, span int) {
+		t.Helper()
+		snap := srv.Snapshot()
+		for pk := pkMin - 1; pk <= pkMin+20; pk++ {
+			inf, ok := snap.Lookup(int64(pk))
+			w, wok := want[int64(pk)]
+			if ok != wok || inf.Followers != w {
+				t.Fatalf("%s: pk %d = %d (found %v), want %d (found %v)", what, pk, inf.Followers, ok, w, wok)
+			}
+		}
+		if snap.Count != len(want) || snap.Span() != span || !snap.Complete {
+			t.Fatalf("%s: %d influencers over %d slots, complete %v; want %d over %d", what, snap.Count, snap.Span(), snap.Complete, len(want), span)
+		}
+	}
+	srv.Refresh(context.Background())
+	// pk+2: a's sample is newer; pk+3: b's; pk+4 only b has.
+	check("overlap", map[int64]uint32{pkMin: 10, pkMin + 1: 11, pkMin + 2: 12, pkMin + 3: 23, pkMin + 4: 24}, 5)
+
+	// a fails: its last data stays, still newer-wins against b.
+	a.set(pkMin, 1, []snapwire.Record{rec(110, 2000e3), rec(111, 2000e3), rec(112, 2000e3), rec(113, 2000e3)})
+	a.setFail(true, -1)
+	srv.Refresh(context.Background())
+	check("a down", map[int64]uint32{pkMin: 10, pkMin + 1: 11, pkMin + 2: 12, pkMin + 3: 23, pkMin + 4: 24}, 5)
+	if st := srv.Status(); st[0].Healthy || !strings.Contains(st[0].LastError, "HTTP 503") || !st[1].Healthy || st[0].Influencers != 4 {
+		t.Fatalf("status %+v", st)
+	}
+
+	// a's read breaks off after two records: those two are new, the rest
+	// keep the last good data.
+	a.setFail(false, 2)
+	srv.Refresh(context.Background())
+	check("a cut short", map[int64]uint32{pkMin: 110, pkMin + 1: 111, pkMin + 2: 12, pkMin + 3: 23, pkMin + 4: 24}, 5)
+	if st := srv.Status(); st[0].Healthy || !strings.Contains(st[0].LastError, "snapshot truncated at record 2 of 4") {
+		t.Fatalf("status %+v", st)
+	}
+
+	// a is whole again, then moves to other pks: its old ones are gone.
+	a.setFail(false, -1)
+	srv.Refresh(context.Background())
+	check("a back", map[int64]uint32{pkMin: 110, pkMin + 1: 111, pkMin + 2: 112, pkMin + 3: 113, pkMin + 4: 24}, 5)
+	a.set(pkMin+10, 5, []snapwire.Record{rec(7, 3000e3), rec(8, 3000e3)})
+	srv.Refresh(context.Background())
+	check("a moved", map[int64]uint32{pkMin + 2: 22, pkMin + 3: 23, pkMin + 4: 24, pkMin + 10: 7, pkMin + 15: 8}, 16)
+	srv.Refresh(context.Background()) // the layout now follows the known ranges only
+	check("a moved, next refresh", map[int64]uint32{pkMin + 2: 22, pkMin + 3: 23, pkMin + 4: 24, pkMin + 10: 7, pkMin + 15: 8}, 14)
+
+	// An exporter whose pks cannot fit is refused, not allocated for.
+	b.set(pkMin, 1<<40, []snapwire.Record{rec(1, 1e6), rec(2, 1e6)})
+	srv.Refresh(context.Background())
+	if st := srv.Status(); st[1].Healthy || !strings.Contains(st[1].LastError, "implausible") {
+		t.Fatalf("status %+v", st)
+	}
+	check("b refused", map[int64]uint32{pkMin + 2: 22, pkMin + 3: 23, pkMin + 4: 24, pkMin + 10: 7, pkMin + 15: 8}, 14)
+}
+
+// TestSuspiciousErrors: bad paging is a 400 naming the parameter; nothing
+// answers before the first complete snapshot.
+func TestSuspiciousErrors(t *testing.T) {
+	a := startFake(t, pkMin, 1, []snapwire.Record{{Followers: 1, Following: 1, TimeMs: tPoll, VerdictMs: tVerdict, Suspicious: true}})
+	srv, web := newServer(t, false, a.URL)
+	body := get(t, web+"/api/v1/suspicious", 503, nil)
+	if !strings.Contains(body, "no complete snapshot yet") {
+		t.Fatalf("before the first refresh: %s", body)
+	}
+	srv.Refresh(context.Background())
+	f := func(query, msg string) {
+		t.Helper()
+		body := get(t, web+"/api/v1/suspicious"+query, 400, nil)
+		if !strings.Contains(body, msg) || !strings.Contains(body, `"status":"error"`) {
+			t.Fatalf("%s: %s, want it to mention %q", query, body, msg)
+		}
+	}
+	f("?limit=0", `limit=\"0\" must be an integer in 1..1000`)
+	f("?limit=1001", `limit=\"1001\" must be an integer in 1..1000`)
+	f("?limit=ten", `limit=\"ten\" must be an integer`)
+	f("?offset=-1", `offset=\"-1\" must be an integer in 0..2147483647`)
+	f("?offset=1e3", `offset=\"1e3\" must be an integer`)
+	f("?offset=99999999999", "offset")
+	get(t, web+"/api/v1/suspicious?limit=&offset=", 200, nil) // empty is the default
+}
+
+// TestExposeRanks: with --expose.ranks, /metrics carries one rank gauge per
+// influencer; parsed back with the Prometheus text parser, every one agrees
+// with the API's rank, plain and gzipped.
+func TestExposeRanks(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var shards [][]snapwire.Record
+	for range 3 {
+		var recs []snapwire.Record
+		for range 1000 {
+			f := uint32(5000)
+			if r.IntN(10) > 0 {
+				f = uint32(r.IntN(20000))
+			}
+			var ms int64 = tPoll
+			if r.IntN(50) == 0 {
+				ms = 0 // never polled: no rank
+			}
+			recs = append(recs, snapwire.Record{Followers: f, Following: 100, TimeMs: ms})
+		}
+		shards = append(shards, recs)
+	}
+	a := startFake(t, pkMin, 3, shards[0])
+	b := startFake(t, pkMin+1, 3, shards[1])
+	c := startFake(t, pkMin+2, 3, shards[2])
+	srv, web := newServer(t, true, a.URL, b.URL, c.URL)
+
+	parse := func(body io.Reader) map[string]int {
+		t.Helper()
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(body)
+		if err != nil {
+			t.Fatalf("/metrics does not parse: %v", err)
+		}
+		if fams["go_goroutines"] == nil || fams["rankd_snapshot_complete"] == nil {
+			t.Fatal("the registry's metrics are missing")
+		}
+		ranks := map[string]int{}
+		if fam := fams[rankd.MetricRank]; fam != nil {
+			if fam.GetType().String() != "GAUGE" {
+				t.Fatalf("%s is a %s", rankd.MetricRank, fam.GetType())
+			}
+			for _, m := range fam.GetMetric() {
+				if len(m.GetLabel()) != 1 || m.GetLabel()[0].GetName() != "pk" {
+					t.Fatalf("labels %v", m.GetLabel())
+				}
+				pk := m.GetLabel()[0].GetValue()
+				if _, dup := ranks[pk]; dup {
+					t.Fatalf("pk %s twice", pk)
+				}
+				ranks[pk] = int(m.GetGauge().GetValue())
+			}
+		}
+		return ranks
+	}
+	scrape := func(gz bool) map[string]int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", web+"/metrics", nil)
+		if gz {
+			req.Header.Set("Accept-Encoding", "gzip")
+		} else {
+			req.Header.Set("Accept-Encoding", "identity")
+		}
+		resp, err := http.DefaultTransport.RoundTrip(req) // no transparent decompression
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4") {
+			t.Fatalf("status %d, content type %q", resp.StatusCode, resp.Header.Get("Content-Type"))
+		}
+		if (resp.Header.Get("Content-Encoding") == "gzip") != gz {
+			t.Fatalf("gzip asked %v, Content-Encoding %q", gz, resp.Header.Get("Content-Encoding"))
+		}
+		var body io.Reader = resp.Body
+		if gz {
+			zr, err := gzip.NewReader(resp.Body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body = zr
+		}
+		return parse(body)
+	}
+	if got := scrape(false); len(got) != 0 {
+		t.Fatalf("%d ranks before the first snapshot", len(got))
+	}
+	srv.Refresh(context.Background())
+	snap := srv.Snapshot()
+	for _, gz := range []bool{false, true} {
+		got := scrape(gz)
+		if len(got) != snap.Count || snap.Count < 2900 {
+			t.Fatalf("gzip %v: %d ranks for %d influencers", gz, len(got), snap.Count)
+		}
+		for pkText, rank := range got {
+			pk, err := strconv.ParseInt(pkText, 10, 64)
+			if err != nil {
+				t.Fatalf("pk label %q", pkText)
+			}
+			inf, ok := snap.Lookup(pk)
+			if !ok || inf.Rank != rank {
+				t.Fatalf("gzip %v: pk %d has rank %d on /metrics, %d (found %v) from Lookup", gz, pk, rank, inf.Rank, ok)
+			}
+		}
+	}
+	body := get(t, web+"/metrics", 200, nil)
+	if !strings.Contains(body, "rankd_rank_exposition_bytes_total{encoding=\"gzip\"}") {
+		t.Fatal("the exposition's own cost is not reported")
+	}
+}
