@@ -22,7 +22,7 @@ func TestComposeLoads(t *testing.T) {
 		t.Errorf("project name %q, want mockstagram", p.Name)
 	}
 	want := []string{"grafana", "mockstagram-exporter-0", "mockstagram-exporter-1", "mockstagram-exporter-2",
-		"mockstagram-exporter-3", "mockstagram-sim", "rankd", "vmagent-0", "vmagent-1", "vmalert", "vminsert",
+		"mockstagram-exporter-3", "mockstagram-sim", "rankd", "vm-volumes", "vmagent-0", "vmagent-1", "vmalert", "vminsert",
 		"vmselect", "vmstorage-0", "vmstorage-1"}
 	got := p.ServiceNames()
 	slices.Sort(got)
@@ -156,7 +156,7 @@ func TestComposeMatchesK8s(t *testing.T) {
 		}
 	}
 	for _, name := range p.ServiceNames() {
-		if !covered[name] {
+		if !covered[name] && name != volumeHelper {
 			t.Errorf("compose service %s has no Kubernetes counterpart", name)
 		}
 	}
@@ -191,10 +191,22 @@ func checkMountPoints(t *testing.T, s types.ServiceConfig, c *corev1.Container) 
 	}
 }
 
+// volumeHelper is compose's one service without a Kubernetes counterpart:
+// it gives the VictoriaMetrics containers their fresh named volumes, which
+// Kubernetes does with fsGroup.
+const volumeHelper = "vm-volumes"
+
 // Every service runs read-only, without capabilities, as a non-root user
-// (ours set it in the image; see the Dockerfile tests).
+// (ours set it in the image; see the Dockerfile tests); the volume helper
+// runs as root with CHOWN alone.
 func TestComposeServicesAreHardened(t *testing.T) {
 	for _, s := range compose(t).Services {
+		if s.Name == volumeHelper {
+			if !s.ReadOnly || !slices.Equal(s.CapDrop, []string{"ALL"}) || !slices.Equal(s.CapAdd, []string{"CHOWN"}) {
+				t.Errorf("%s: want read_only, cap_drop [ALL] and cap_add [CHOWN] only", s.Name)
+			}
+			continue
+		}
 		if !s.ReadOnly || !slices.Equal(s.CapDrop, []string{"ALL"}) || !slices.Contains(s.SecurityOpt, "no-new-privileges:true") {
 			t.Errorf("%s: want read_only: true, cap_drop: [ALL], security_opt: [no-new-privileges:true]", s.Name)
 		}
@@ -220,7 +232,7 @@ func TestComposePersistentVolumes(t *testing.T) {
 	n := 0
 	for _, s := range p.Services {
 		for _, v := range s.Volumes {
-			if v.Type != types.VolumeTypeVolume {
+			if v.Type != types.VolumeTypeVolume || s.Name == volumeHelper {
 				continue
 			}
 			if other, ok := owner[v.Source]; ok {
@@ -250,6 +262,48 @@ func TestComposePersistentVolumes(t *testing.T) {
 		if _, ok := owner[name]; !ok {
 			t.Errorf("volume %s is declared but unused", name)
 		}
+	}
+}
+
+// A VictoriaMetrics container runs as a non-root user on named volumes
+// Docker creates owned by root: the volume helper must hand each of them
+// to that user before the container starts.
+func TestComposeVolumesHandedOver(t *testing.T) {
+	p := compose(t)
+	h := service(t, p, volumeHelper)
+	if len(h.Command) < 3 || h.Command[0] != "chown" {
+		t.Fatalf("%s runs %v, want chown <uid:gid> <paths>", volumeHelper, []string(h.Command))
+	}
+	owner := h.Command[1]
+	handed := map[string]bool{}
+	for _, dir := range h.Command[2:] {
+		i := slices.IndexFunc(h.Volumes, func(v types.ServiceVolumeConfig) bool { return path.Clean(v.Target) == path.Clean(dir) })
+		if i < 0 || h.Volumes[i].Type != types.VolumeTypeVolume {
+			t.Errorf("%s chowns %s, which is not a named volume it mounts", volumeHelper, dir)
+			continue
+		}
+		handed[h.Volumes[i].Source] = true
+	}
+	n := 0
+	for _, s := range p.Services {
+		if !strings.HasPrefix(s.Image, "victoriametrics/") {
+			continue
+		}
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeVolume {
+				continue
+			}
+			n++
+			if !handed[v.Source] || s.User != owner {
+				t.Errorf("%s runs as %q on volume %s; %s hands it (%v) to %s", s.Name, s.User, v.Source, volumeHelper, handed[v.Source], owner)
+			}
+			if d, ok := s.DependsOn[volumeHelper]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+				t.Errorf("%s must depend on %s with condition service_completed_successfully", s.Name, volumeHelper)
+			}
+		}
+	}
+	if n != len(handed) {
+		t.Errorf("%s hands over %d volumes, the VictoriaMetrics containers mount %d", volumeHelper, len(handed), n)
 	}
 }
 
