@@ -187,6 +187,7 @@ func (s *Store) renderVerdicts(r *renderer, lo, hi int) {
 	}
 	head := newPKText(MetricSuspicious+`{pk="`, s.pks.PK(lo), `"} `)
 	step1, hl := s.pks.Step == 1, head.end-1
+	var ts tsText
 	for i := lo; i < hi; i++ {
 		if i > lo {
 			if c := head.buf[hl]; step1 && c != '9' {
@@ -206,10 +207,31 @@ func (s *Store) renderVerdicts(r *renderer, lo, hi int) {
 		} else {
 			b = append(b, "0 "...)
 		}
-		b = strconv.AppendInt(b, v.TimeMs, 10)
+		b = ts.append(b, v.TimeMs)
 		r.buf = append(b, '\n')
 		r.maybeFlush()
 	}
+}
+
+// tsText formats millisecond timestamps that differ little from one line
+// to the next (verdicts of neighbouring pks are made tens of milliseconds
+// apart): the digits above the last four are formatted once and reused
+// while they stay the same, the last four come from a table.
+type tsText struct {
+	hi  int64
+	txt []byte
+}
+
+func (t *tsText) append(b []byte, ms int64) []byte {
+	if ms < 10000 {
+		return strconv.AppendInt(b, ms, 10)
+	}
+	hi, lo := ms/10000, ms%10000
+	if hi != t.hi || t.txt == nil {
+		t.hi, t.txt = hi, strconv.AppendInt(t.txt[:0], hi, 10)
+	}
+	b = append(b, t.txt...)
+	return append(b, digitPairs[lo/100*2], digitPairs[lo/100*2+1], digitPairs[lo%100*2], digitPairs[lo%100*2+1])
 }
 
 func (s *Store) renderInfo(r *renderer, lo, hi int) {

@@ -3,6 +3,7 @@ package exporter
 import (
 	"io"
 	"runtime"
+	"strconv"
 	"testing"
 
 	"github.com/klauspost/compress/gzip"
@@ -70,5 +71,26 @@ func BenchmarkRender1M(b *testing.B) {
 			s.WriteGzipExposition(cw, gz, 0, s.Len())
 		}
 		b.ReportMetric(float64(cw.n)/1e6, "MB/scrape")
+	})
+}
+
+// BenchmarkVerdictTimestamps compares the two ways of formatting 1M verdict
+// timestamps 86 ms apart, side by side.
+func BenchmarkVerdictTimestamps(b *testing.B) {
+	buf := make([]byte, 0, 64)
+	b.Run("strconv", func(b *testing.B) {
+		for b.Loop() {
+			for i := range int64(1_000_000) {
+				buf = strconv.AppendInt(buf[:0], 1_763_700_000_000+i*86, 10)
+			}
+		}
+	})
+	b.Run("tsText", func(b *testing.B) {
+		for b.Loop() {
+			var t tsText
+			for i := range int64(1_000_000) {
+				buf = t.append(buf[:0], 1_763_700_000_000+i*86)
+			}
+		}
 	})
 }

@@ -187,3 +187,12 @@ func TestAppendUint32(t *testing.T) {
 		}
 	}
 }
+
+func TestTsText(t *testing.T) {
+	var ts tsText
+	for _, ms := range []int64{0, 7, 9999, 10000, 10001, 1763700000000, 1763700000099, 1763700009999, 1763700010000, 1763700010001, 99999999, 100000000} {
+		if got, want := string(ts.append(nil, ms)), strconv.FormatInt(ms, 10); got != want {
+			t.Fatalf("%d: %q, want %q", ms, got, want)
+		}
+	}
+}
