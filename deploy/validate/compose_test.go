@@ -156,7 +156,7 @@ func TestComposeMatchesK8s(t *testing.T) {
 		}
 	}
 	for _, name := range p.ServiceNames() {
-		if !covered[name] && name != volumeHelper {
+		if !covered[name] && name != volumeInit {
 			t.Errorf("compose service %s has no Kubernetes counterpart", name)
 		}
 	}
@@ -191,17 +191,17 @@ func checkMountPoints(t *testing.T, s types.ServiceConfig, c *corev1.Container) 
 	}
 }
 
-// volumeHelper is compose's one service without a Kubernetes counterpart:
+// volumeInit is compose's one service without a Kubernetes counterpart:
 // it gives the VictoriaMetrics containers their fresh named volumes, which
 // Kubernetes does with fsGroup.
-const volumeHelper = "vm-volumes"
+const volumeInit = "vm-volumes"
 
 // Every service runs read-only, without capabilities, as a non-root user
-// (ours set it in the image; see the Dockerfile tests); the volume helper
+// (ours set it in the image; see the Dockerfile tests); the volume init service
 // runs as root with CHOWN alone.
 func TestComposeServicesAreHardened(t *testing.T) {
 	for _, s := range compose(t).Services {
-		if s.Name == volumeHelper {
+		if s.Name == volumeInit {
 			if !s.ReadOnly || !slices.Equal(s.CapDrop, []string{"ALL"}) || !slices.Equal(s.CapAdd, []string{"CHOWN"}) {
 				t.Errorf("%s: want read_only, cap_drop [ALL] and cap_add [CHOWN] only", s.Name)
 			}
@@ -232,7 +232,7 @@ func TestComposePersistentVolumes(t *testing.T) {
 	n := 0
 	for _, s := range p.Services {
 		for _, v := range s.Volumes {
-			if v.Type != types.VolumeTypeVolume || s.Name == volumeHelper {
+			if v.Type != types.VolumeTypeVolume || s.Name == volumeInit {
 				continue
 			}
 			if other, ok := owner[v.Source]; ok {
@@ -266,20 +266,20 @@ func TestComposePersistentVolumes(t *testing.T) {
 }
 
 // A VictoriaMetrics container runs as a non-root user on named volumes
-// Docker creates owned by root: the volume helper must hand each of them
+// Docker creates owned by root: the volume init service must hand each of them
 // to that user before the container starts.
 func TestComposeVolumesHandedOver(t *testing.T) {
 	p := compose(t)
-	h := service(t, p, volumeHelper)
+	h := service(t, p, volumeInit)
 	if len(h.Command) < 3 || h.Command[0] != "chown" {
-		t.Fatalf("%s runs %v, want chown <uid:gid> <paths>", volumeHelper, []string(h.Command))
+		t.Fatalf("%s runs %v, want chown <uid:gid> <paths>", volumeInit, []string(h.Command))
 	}
 	owner := h.Command[1]
 	handed := map[string]bool{}
 	for _, dir := range h.Command[2:] {
 		i := slices.IndexFunc(h.Volumes, func(v types.ServiceVolumeConfig) bool { return path.Clean(v.Target) == path.Clean(dir) })
 		if i < 0 || h.Volumes[i].Type != types.VolumeTypeVolume {
-			t.Errorf("%s chowns %s, which is not a named volume it mounts", volumeHelper, dir)
+			t.Errorf("%s chowns %s, which is not a named volume it mounts", volumeInit, dir)
 			continue
 		}
 		handed[h.Volumes[i].Source] = true
@@ -295,15 +295,15 @@ func TestComposeVolumesHandedOver(t *testing.T) {
 			}
 			n++
 			if !handed[v.Source] || s.User != owner {
-				t.Errorf("%s runs as %q on volume %s; %s hands it (%v) to %s", s.Name, s.User, v.Source, volumeHelper, handed[v.Source], owner)
+				t.Errorf("%s runs as %q on volume %s; %s hands it (%v) to %s", s.Name, s.User, v.Source, volumeInit, handed[v.Source], owner)
 			}
-			if d, ok := s.DependsOn[volumeHelper]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
-				t.Errorf("%s must depend on %s with condition service_completed_successfully", s.Name, volumeHelper)
+			if d, ok := s.DependsOn[volumeInit]; !ok || d.Condition != types.ServiceConditionCompletedSuccessfully {
+				t.Errorf("%s must depend on %s with condition service_completed_successfully", s.Name, volumeInit)
 			}
 		}
 	}
 	if n != len(handed) {
-		t.Errorf("%s hands over %d volumes, the VictoriaMetrics containers mount %d", volumeHelper, len(handed), n)
+		t.Errorf("%s hands over %d volumes, the VictoriaMetrics containers mount %d", volumeInit, len(handed), n)
 	}
 }
 

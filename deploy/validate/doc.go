@@ -8,6 +8,6 @@
 // binaries accept and with the repository: shard counts, scrape targets,
 // ports, volumes, images and mounted paths.
 //
-// The package's helpers (loaders, flag parsing, name resolution) are here;
+// The package's code (loaders, flag parsing, name resolution) is here;
 // the checks are its tests.
 package validate
