@@ -25,10 +25,10 @@ VM_PKG   := github.com/VictoriaMetrics/VictoriaMetrics/app
 # with the root module's); test and lint cover them too.
 SUBMODULES := $(patsubst %/go.mod,%,$(wildcard grafana/plugin/go.mod deploy/validate/go.mod))
 
-.PHONY: help build tools test bench lint run loadtest clean
+.PHONY: help build tools test bench bench-scale lint run loadtest clean plugin plugin-validate
 
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 build: tools ## build every binary into bin/
 	@mkdir -p $(BIN)
@@ -54,11 +54,41 @@ lint: ## go vet and gofmt
 	@for m in $(SUBMODULES); do echo "cd $$m && $(GO) vet ./..."; (cd $$m && $(GO) vet ./...) || exit 1; done
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-run: build ## run the simulator and one exporter on loopback (ARGS='...' for the launcher)
+run: build ## run the whole pipeline locally: simulator, exporters, VictoriaMetrics, vmalert, rankd (ARGS="..." for the launcher)
 	$(BIN)/mockstagram-stack $(ARGS)
 
 loadtest: build ## measure one exporter polling 1M influencers a minute (ARGS='...' to change)
 	$(BIN)/exporter-loadtest $(ARGS)
 
+# The scaling proof (docs/scaling.md): 1M influencers a minute split over 1,
+# 2 and 4 exporter shards against one simulator, then 4 shards against 2
+# simulators. Each run prints its table and writes JSON to data/bench-scale/.
+SCALE_RUNS ?= 1:1 2:1 4:1 4:2
+bench-scale: build ## measure exporter throughput and CPU per poll for 1, 2 and 4 shards (about 15 minutes)
+	@mkdir -p data/bench-scale
+	@for r in $(SCALE_RUNS); do s=$${r%%:*}; m=$${r#*:}; \
+		echo "bin/exporter-loadtest --shards=$$s --sims=$$m --cycles=2 --scrape=false $(ARGS)"; \
+		$(BIN)/exporter-loadtest --shards=$$s --sims=$$m --cycles=2 --scrape=false --work.dir=data/bench-scale/work \
+			--json=data/bench-scale/shards-$$s-sims-$$m.json $(ARGS) || exit 1; done
+
 clean: ## remove built binaries (data/ is kept)
 	rm -rf $(BIN)
+
+# The Grafana datasource plugin (a module of its own, see docs/grafana-plugin.md):
+# frontend from npm, backend for linux amd64 and arm64, packed as the zip
+# Grafana installs, into dist/ at the repo root.
+PLUGIN_DIR     := grafana/plugin
+PLUGIN_VERSION  = $(shell node -p "require('./$(PLUGIN_DIR)/package.json').version")
+PLUGIN_ZIP      = dist/mockstagram-rankd-datasource-$(PLUGIN_VERSION).zip
+
+plugin: ## build the Grafana plugin into grafana/plugin/dist and pack dist/mockstagram-rankd-datasource-<version>.zip
+	rm -rf $(PLUGIN_DIR)/dist $(PLUGIN_ZIP)
+	cd $(PLUGIN_DIR) && npm ci --no-audit --no-fund && npm run build
+	@for arch in amd64 arm64; do echo "CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -o $(PLUGIN_DIR)/dist/gpx_mockstagram_rankd_linux_$$arch ./pkg"; \
+		(cd $(PLUGIN_DIR) && CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' -o dist/gpx_mockstagram_rankd_linux_$$arch ./pkg) || exit 1; done
+	cd $(PLUGIN_DIR) && $(GO) run ./cmd/pack-plugin --dist=dist --source=. --out-dir=$(CURDIR)/dist
+
+plugin-validate: plugin ## check the plugin zip with Grafana's plugin validator (pinned in grafana/plugin/tools/go.mod), offline
+	@mkdir -p $(BIN)
+	cd $(PLUGIN_DIR)/tools && $(GO) build -o $(CURDIR)/$(BIN)/plugincheck2 github.com/grafana/plugin-validator/pkg/cmd/plugincheck2
+	$(BIN)/plugincheck2 -sourceCodeUri file://$(CURDIR)/$(PLUGIN_DIR) $(PLUGIN_ZIP)

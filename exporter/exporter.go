@@ -55,8 +55,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("poll.interval=%s is below 1s", c.Interval)
 	case c.Timeout <= 0:
 		return fmt.Errorf("poll.timeout=%s must be positive", c.Timeout)
-	case c.Timeout > c.Interval:
-		return fmt.Errorf("poll.timeout=%s exceeds poll.interval=%s; a poll must end before the pk is due again", c.Timeout, c.Interval)
+	case c.Timeout > c.Interval/2:
+		// An attempt that could still run when the pk is due again is never
+		// sent (it expires), so a timeout near the interval fails every poll.
+		return fmt.Errorf("poll.timeout=%s is more than half of poll.interval=%s; a poll must end well before the pk is due again (lower poll.timeout)", c.Timeout, c.Interval)
 	case c.Concurrency < 1:
 		return fmt.Errorf("poll.concurrency=%d must be at least 1", c.Concurrency)
 	case c.Retries < 0 || c.Retries > 10:
