@@ -84,9 +84,8 @@ PLUGIN_ZIP      = dist/mockstagram-rankd-datasource-$(PLUGIN_VERSION).zip
 plugin: ## build the Grafana plugin into grafana/plugin/dist and pack dist/mockstagram-rankd-datasource-<version>.zip
 	rm -rf $(PLUGIN_DIR)/dist $(PLUGIN_ZIP)
 	cd $(PLUGIN_DIR) && npm ci --no-audit --no-fund && npm run build
-	@for arch in amd64 arm64; do echo "CGO_ENABLED=0 GOOS=linux GOARCH=$$arch go build -o $(PLUGIN_DIR)/dist/gpx_mockstagram_rankd_linux_$$arch ./pkg"; \
-		(cd $(PLUGIN_DIR) && CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' -o dist/gpx_mockstagram_rankd_linux_$$arch ./pkg) || exit 1; done
-	cd $(PLUGIN_DIR) && $(GO) run ./cmd/pack-plugin --dist=dist --source=. --out-dir=$(CURDIR)/dist
+	cd $(PLUGIN_DIR) && $(GO) tool mage -v build:linux build:linuxARM64
+	cd $(PLUGIN_DIR) && $(GO) run ./cmd/pack-plugin --dist=dist --out-dir=$(CURDIR)/dist
 
 plugin-validate: plugin ## check the plugin zip with Grafana's plugin validator (pinned in grafana/plugin/tools/go.mod), offline
 	@mkdir -p $(BIN)

@@ -1,0 +1,23 @@
+import { CoreApp, DataSourceInstanceSettings, ScopedVars } from '@grafana/data';
+import { DataSourceWithBackend, getTemplateSrv } from '@grafana/runtime';
+
+import { DEFAULT_QUERY, RankdOptions, RankdQuery } from './types';
+
+/** Queries go to the plugin's backend, which asks rankd. */
+export class DataSource extends DataSourceWithBackend<RankdQuery, RankdOptions> {
+  constructor(instanceSettings: DataSourceInstanceSettings<RankdOptions>) {
+    super(instanceSettings);
+  }
+
+  getDefaultQuery(_: CoreApp): Partial<RankdQuery> {
+    return DEFAULT_QUERY;
+  }
+
+  /** Dashboard variables in pk (such as $pk) are replaced before the backend sees the query. */
+  applyTemplateVariables(query: RankdQuery, scopedVars: ScopedVars): RankdQuery {
+    if (!query.pk) {
+      return query;
+    }
+    return { ...query, pk: getTemplateSrv().replace(query.pk, scopedVars) };
+  }
+}
