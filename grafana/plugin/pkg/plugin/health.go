@@ -46,8 +46,11 @@ func (d *Datasource) health(ctx context.Context) *backend.CheckHealthResult {
 	}
 	exporters := fmt.Sprintf("%d/%d exporters healthy", healthy, len(st.Sources))
 	if !st.Complete {
-		return unhealthy("rankd answers but has no complete snapshot yet (%s; it waits until every exporter has answered once): %s",
-			exporters, strings.Join(failing, "; "))
+		msg := fmt.Sprintf("rankd answers but has no complete snapshot yet (%s; it waits until every exporter has answered once)", exporters)
+		if len(failing) > 0 {
+			msg += ": " + strings.Join(failing, "; ")
+		}
+		return unhealthy("%s", msg)
 	}
 	if st.SnapshotAgeSeconds == nil {
 		return unhealthy("rankd at %s answered /api/v1/status without snapshotAgeSeconds; is the URL pointing at rankd?", d.settings.URL)

@@ -19,7 +19,7 @@ type Settings struct {
 	Token string `json:"-"`
 }
 
-// errNoURL is what every call answers while the datasource has no usable URL.
+// exampleURL is the form of URL the error messages suggest.
 const exampleURL = "http://rankd:9867"
 
 // LoadSettings reads s; a missing or malformed URL is an error that says
