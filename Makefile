@@ -3,7 +3,9 @@ GO      ?= go
 BIN     := bin
 # -race needs cgo; it is skipped where the toolchain cannot do it.
 RACE    ?= $(shell CGO_ENABLED=1 $(GO) env CGO_ENABLED 2>/dev/null | grep -q 1 && echo -race)
-TESTFLAGS ?= -timeout 20m
+# Packages run one at a time (-p 1): many tests poll on one-second schedules
+# and must not starve each other of the two cores.
+TESTFLAGS ?= -timeout 20m -p 1
 BENCHTIME ?= 1x
 BENCHCOUNT ?= 5
 ARGS    ?=

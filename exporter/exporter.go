@@ -112,6 +112,9 @@ type Exporter struct {
 	pending map[int64]*pendingCycle
 
 	stateMu sync.Mutex
+	// The classifier schedule read from the state file, written back as is
+	// while the classifier is off.
+	loadedAnchorMs, loadedPeriodNs int64
 }
 
 type pendingCycle struct {

@@ -138,10 +138,9 @@ func TestExporterMirrorsSimulator(t *testing.T) {
 	sim, url := simtest.Start(t, simtest.Config(pkMin, max, false))
 	start := time.Now()
 	s := startShard(t, testConfig([]string{url}, max, pkrange.Shard{Count: 1}))
-	r := s.waitCycles(t, 1)
-	if r.Polled != 2000 || r.Failed != 0 || r.Missed != 0 {
-		t.Fatalf("first cycle %+v, want all 2000 polled", r)
-	}
+	// A busy machine can starve the first cycle of a few dispatches
+	// (counted as missed); the values must be exact once a cycle is whole.
+	s.WaitComplete(t)
 	for _, gz := range []bool{false, true} {
 		mfs := s.scrape(t, "/metrics", gz)
 		followers := byPK(t, mfs[exporter.MetricFollowers])

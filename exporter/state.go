@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
@@ -37,11 +38,13 @@ const (
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// StateFile is the state file's name for a shard: one directory can hold
-// the files of several shards.
-func StateFile(dir string, sh pkrange.Shard) string {
-	return filepath.Join(dir, fmt.Sprintf("exporter-shard-%d-of-%d.state", sh.Index, sh.Count))
+// StateFile is the state file's name for a shard of a pk range: one
+// directory can hold the files of several shards and deployments.
+func StateFile(dir string, r pkrange.Range, sh pkrange.Shard) string {
+	return filepath.Join(dir, fmt.Sprintf("exporter-%d-%d-shard-%d-of-%d.state", r.Min, r.Max, sh.Index, sh.Count))
 }
+
+func (e *Exporter) stateFile() string { return StateFile(e.cfg.StateDir, e.cfg.Range, e.cfg.Shard) }
 
 type stateHeader struct {
 	WrittenMs    int64
@@ -63,7 +66,7 @@ func (e *Exporter) SaveState() (int64, error) {
 	}
 	e.stateMu.Lock() // the periodic save and the final one never interleave
 	defer e.stateMu.Unlock()
-	path := StateFile(e.cfg.StateDir, e.cfg.Shard)
+	path := e.stateFile()
 	tmp, err := os.CreateTemp(e.cfg.StateDir, filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return 0, fmt.Errorf("cannot write state: %w (is state.dir=%q writable?)", err, e.cfg.StateDir)
@@ -116,7 +119,9 @@ func (e *Exporter) writeState(w io.Writer) (int64, error) {
 	crc := crc32.New(crcTable)
 	bw := bufio.NewWriterSize(io.MultiWriter(cw, crc), 256<<10)
 	s := e.store
-	var anchor, period int64
+	// With the classifier off, the schedule loaded at start is written
+	// back unchanged, so that turning it on again resumes it.
+	anchor, period := e.loadedAnchorMs, e.loadedPeriodNs
 	if e.classifier != nil {
 		anchor, period = e.classifier.anchorMs.Load(), int64(e.cfg.Suspicious.Period)
 	}
@@ -192,7 +197,7 @@ func (e *Exporter) saveAndReport(why string) {
 	if why != "periodic" {
 		lvl = slog.LevelInfo
 	}
-	e.log.Log(context.Background(), lvl, "state saved", "why", why, "path", StateFile(e.cfg.StateDir, e.cfg.Shard),
+	e.log.Log(context.Background(), lvl, "state saved", "why", why, "path", e.stateFile(),
 		"bytes", n, "duration", d.Round(time.Millisecond))
 }
 
@@ -215,23 +220,29 @@ type StateLoad struct {
 // the reason but never fails on it, so a bad file cannot crash-loop a pod.
 // Leftover temporary files of interrupted writes are removed.
 func (e *Exporter) LoadState() StateLoad {
-	path := StateFile(e.cfg.StateDir, e.cfg.Shard)
+	path := e.stateFile()
 	res := StateLoad{Path: path, Cold: true}
-	if old, _ := filepath.Glob(path + ".tmp-*"); len(old) > 0 {
-		for _, f := range old {
-			os.Remove(f)
+	if entries, err := os.ReadDir(e.cfg.StateDir); err == nil {
+		prefix := filepath.Base(path) + ".tmp-"
+		for _, d := range entries {
+			if strings.HasPrefix(d.Name(), prefix) {
+				os.Remove(filepath.Join(e.cfg.StateDir, d.Name()))
+			}
 		}
 	}
 	data, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return res
 	}
-	if err == nil {
-		err = e.applyState(data, &res)
-	}
 	if err != nil {
+		// Not the file's fault (permissions, I/O): it stays where it is
+		// for the next start, and this one starts cold.
+		res.Reason = fmt.Errorf("cannot read state file: %w", err)
+		return res
+	}
+	if err = e.applyState(data, &res); err != nil {
 		res.Reason = err
-		aside := fmt.Sprintf("%s.rejected-%s", path, time.Now().UTC().Format("20060102T150405Z"))
+		aside := fmt.Sprintf("%s.rejected-%s", path, time.Now().UTC().Format("20060102T150405.000Z"))
 		if rerr := os.Rename(path, aside); rerr == nil {
 			res.SetAside = aside
 		}
@@ -277,6 +288,12 @@ func (e *Exporter) applyState(data []byte, res *StateLoad) error {
 			h.Shard.Index, h.Shard.Count, h.Range.Min, h.Range.Max, h.N, e.cfg.Shard.Index, e.cfg.Shard.Count, e.cfg.Range.Min, e.cfg.Range.Max)
 	}
 	res.Age = time.Since(time.UnixMilli(h.WrittenMs))
+	if res.Age < -time.Minute {
+		// Its poll and verdict times would be in this clock's future: every
+		// new poll would be refused as older until the clock caught up.
+		return stateErr("state file was written %s in the future of this clock (at %s); one of the clocks is wrong",
+			(-res.Age).Round(time.Second), time.UnixMilli(h.WrittenMs).UTC().Format(time.RFC3339))
+	}
 	// Decode everything before applying anything: a bad file changes nothing.
 	type rec struct {
 		smp Sample
@@ -344,8 +361,10 @@ func (e *Exporter) applyState(data []byte, res *StateLoad) error {
 	for i, name := range names {
 		e.store.SetUsername(i, []byte(name))
 	}
+	e.loadedAnchorMs, e.loadedPeriodNs = h.AnchorMs, h.PeriodNs
 	if e.classifier != nil && h.AnchorMs > 0 && time.Duration(h.PeriodNs) == e.cfg.Suspicious.Period {
 		e.classifier.anchorMs.Store(h.AnchorMs)
+		e.classifier.resumed = true
 	}
 	return nil
 }

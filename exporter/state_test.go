@@ -3,6 +3,8 @@ package exporter_test
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"hash/crc32"
 	"os"
 	"path/filepath"
 	"strings"
@@ -78,11 +80,15 @@ func TestStateRejectedFiles(t *testing.T) {
 	src := t.TempDir()
 	sh := pkrange.Shard{Index: 0, Count: 2}
 	filledState(t, src, pkMin+199, sh)
-	good, err := os.ReadFile(exporter.StateFile(src, sh))
+	good, err := os.ReadFile(exporter.StateFile(src, pkrange.Range{Min: pkMin, Max: pkMin + 199}, sh))
 	if err != nil {
 		t.Fatal(err)
 	}
 	flip := func(i int) []byte { b := bytes.Clone(good); b[i] ^= 0x10; return b }
+	// written an hour in this clock's future, with a valid checksum
+	future := bytes.Clone(good)
+	binary.LittleEndian.PutUint64(future[8:], uint64(time.Now().Add(time.Hour).UnixMilli()))
+	binary.LittleEndian.PutUint32(future[len(future)-4:], crc32.Checksum(future[:len(future)-4], crc32.MakeTable(crc32.Castagnoli)))
 	cases := []struct {
 		name string
 		data []byte
@@ -96,6 +102,7 @@ func TestStateRejectedFiles(t *testing.T) {
 			return stateConfig(dir, pkMin+299, sh) // another range: same file name, other pks
 		}, "belongs to shard 0 of 2 over pks 1000000..1000199 (100 pks); this exporter is shard 0 of 2 over pks 1000000..1000299"},
 		{"version", flip(4), nil, "state file version"},
+		{"future", future, nil, "in the future of this clock"},
 		{"not state", []byte("mockstagram_influencer_followers{pk=\"1\"} 5\n"), nil, "not an exporter state file"},
 	}
 	for _, c := range cases {
@@ -105,7 +112,7 @@ func TestStateRejectedFiles(t *testing.T) {
 			if c.cfg != nil {
 				cfg = c.cfg(dir)
 			}
-			path := exporter.StateFile(dir, sh)
+			path := exporter.StateFile(dir, cfg.Range, sh)
 			if err := os.WriteFile(path, c.data, 0o644); err != nil {
 				t.Fatal(err)
 			}
@@ -145,8 +152,9 @@ func TestStateInterruptedWrite(t *testing.T) {
 	dir := t.TempDir()
 	sh := pkrange.Shard{Count: 1}
 	want := filledState(t, dir, pkMin+99, sh)
-	good, _ := os.ReadFile(exporter.StateFile(dir, sh))
-	torn := exporter.StateFile(dir, sh) + ".tmp-123456"
+	path := exporter.StateFile(dir, pkrange.Range{Min: pkMin, Max: pkMin + 99}, sh)
+	good, _ := os.ReadFile(path)
+	torn := path + ".tmp-123456"
 	if err := os.WriteFile(torn, good[:len(good)/3], 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +167,29 @@ func TestStateInterruptedWrite(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(dir, "*.tmp-*")); len(left) != 0 {
 		t.Fatalf("temporary files left: %v", left)
+	}
+}
+
+// TestStateUnreadableIsKept: a file that cannot be read (here: a
+// directory in its place) is not the file's fault; it stays where it is and
+// the exporter starts cold.
+func TestStateUnreadableIsKept(t *testing.T) {
+	dir := t.TempDir()
+	cfg := stateConfig(dir, pkMin+9, pkrange.Shard{Count: 1})
+	path := exporter.StateFile(dir, cfg.Range, cfg.Shard)
+	if err := os.Mkdir(path, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e, err := exporter.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := e.LoadState()
+	if res.Loaded || !res.Cold || res.Reason == nil || res.SetAside != "" || !strings.Contains(res.Reason.Error(), "cannot read state file") {
+		t.Fatalf("load: %+v (reason %v), want a cold start that leaves the path alone", res, res.Reason)
+	}
+	if st, err := os.Stat(path); err != nil || !st.IsDir() {
+		t.Fatalf("the unreadable path was moved: %v", err)
 	}
 }
 

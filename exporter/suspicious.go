@@ -91,10 +91,16 @@ type classifier struct {
 	now    func() time.Time
 
 	anchorMs atomic.Int64 // Unix ms of position 0; 0 until run starts or state sets it
+	resumed  bool         // the anchor came from the state file
 	pos      atomic.Int64 // next position to dispatch: period k, index i = k*n + i
-	lagNs    atomic.Int64
-	inflight atomic.Int64
+	lagNs    atomic.Int64 // lag of the last dispatch
+	waitDue  atomic.Int64 // Unix ns the position waiting for a free slot was due; 0 = none waiting
 	wg       sync.WaitGroup
+
+	// Store indexes with a check in flight: a check with its retries can
+	// outlast a short period, and a pk is never checked twice at once.
+	busyMu sync.Mutex
+	busy   map[int32]struct{}
 }
 
 func newClassifier(e *Exporter, cfg SuspiciousConfig, tlsConfig *tls.Config) *classifier {
@@ -108,7 +114,7 @@ func newClassifier(e *Exporter, cfg SuspiciousConfig, tlsConfig *tls.Config) *cl
 		IdleConnTimeout:     90 * time.Second,
 	}
 	return &classifier{e: e, cfg: cfg, client: &http.Client{Transport: tr},
-		sem: make(chan struct{}, cfg.Concurrency), now: time.Now}
+		sem: make(chan struct{}, cfg.Concurrency), now: time.Now, busy: map[int32]struct{}{}}
 }
 
 // slot is when position p is due.
@@ -126,6 +132,12 @@ func (c *classifier) slot(p int64) time.Time {
 // down; those judged within half a period are skipped, the others (missed
 // during the downtime) are checked at once, at most Concurrency at a time.
 func (c *classifier) resume(now time.Time) {
+	if a := time.UnixMilli(c.anchorMs.Load()); c.anchorMs.Load() != 0 && a.After(now) && a.Sub(now) <= c.e.cfg.Interval {
+		// Saved during its first poll interval: the first pass has not
+		// started yet.
+		c.pos.Store(0)
+		return
+	}
 	if c.anchorMs.Load() == 0 {
 		// Cold: the first pass starts one poll interval from now, when every
 		// pk has been polled once and has data to post.
@@ -155,6 +167,16 @@ func (c *classifier) run(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
+	if c.resumed {
+		// The counts loaded from the state file are as old as the
+		// downtime: the checks missed meanwhile wait one poll interval, so
+		// that they post fresh data.
+		select {
+		case <-time.After(c.e.cfg.Interval):
+		case <-ctx.Done():
+			return
+		}
+	}
 	cctx, cancel := context.WithCancel(context.Background())
 	defer func() {
 		cancel()
@@ -179,24 +201,44 @@ func (c *classifier) run(ctx context.Context) {
 				break
 			}
 			i := int(p % n)
-			if c.judgedRecently(i, due) {
+			if c.judgedRecently(i, due) || !c.claim(i) {
 				c.pos.Add(1)
 				continue
 			}
+			c.waitDue.Store(due.UnixNano())
 			select { // the concurrency bound; waiting here is lag, not loss
 			case c.sem <- struct{}{}:
 			case <-ctx.Done():
+				c.release(i)
 				return
 			}
+			c.waitDue.Store(0)
 			c.lagNs.Store(int64(c.now().Sub(due)))
 			c.pos.Add(1)
 			c.wg.Add(1)
 			go func() {
-				defer func() { <-c.sem; c.wg.Done() }()
+				defer func() { c.release(i); <-c.sem; c.wg.Done() }()
 				c.check(cctx, i)
 			}()
 		}
 	}
+}
+
+// claim marks the pk at index i as being checked; false when it already is.
+func (c *classifier) claim(i int) bool {
+	c.busyMu.Lock()
+	defer c.busyMu.Unlock()
+	if _, ok := c.busy[int32(i)]; ok {
+		return false
+	}
+	c.busy[int32(i)] = struct{}{}
+	return true
+}
+
+func (c *classifier) release(i int) {
+	c.busyMu.Lock()
+	delete(c.busy, int32(i))
+	c.busyMu.Unlock()
 }
 
 // judgedRecently reports whether the pk at index i has a verdict from
@@ -254,10 +296,15 @@ func (c *classifier) attempt(ctx context.Context, up *Upstream, i int, pk int64)
 		end := c.now()
 		c.e.tel.checksInFlight.Dec()
 		c.e.tel.checkSeconds.Observe(end.Sub(start).Seconds())
-		if err != nil {
-			return checkConnect, err
+		switch {
+		case err == nil:
+			return c.verdict(i, pk, resp.StatusCode, b, end)
+		case ctx.Err() != nil:
+			return checkCanceled, err
+		case actx.Err() != nil:
+			return checkTimeout, err
 		}
-		return c.verdict(i, pk, resp.StatusCode, b, end)
+		return checkConnect, err
 	}
 	c.e.tel.checksInFlight.Dec()
 	switch {
@@ -281,10 +328,11 @@ func (c *classifier) verdict(i int, pk int64, status int, b []byte, at time.Time
 	if err != nil {
 		return checkBadJSON, fmt.Errorf("answer is not JSON: %w: %s", err, truncate(b))
 	}
-	if got := v.Get("pk"); got != nil {
-		if n, err := exactInt(v, "pk"); err != nil || n != pk {
-			return checkBadJSON, fmt.Errorf("answer is about pk %s, asked about %d", got, pk)
-		}
+	// The pk is always posted, and the classifier echoes what it was sent:
+	// an answer without it means the body never arrived (a proxy dropped
+	// it), and its "suspicious": false would be a verdict about nothing.
+	if n, err := exactInt(v, "pk"); err != nil || n != pk {
+		return checkBadJSON, fmt.Errorf("answer is not about pk %d (its pk: %s): %s", pk, v.Get("pk"), truncate(b))
 	}
 	s := v.Get("suspicious")
 	if s == nil || (s.Type() != fastjson.TypeTrue && s.Type() != fastjson.TypeFalse) {
@@ -312,4 +360,9 @@ func appendInfluencerJSON(b []byte, pk int64, username string, smp Sample) []byt
 // lag is how far the walk is behind its schedule (waiting for a free
 // concurrency slot); above 0 for long means suspicious.concurrency is too
 // small for the classifier's latency.
-func (c *classifier) lag() time.Duration { return time.Duration(c.lagNs.Load()) }
+func (c *classifier) lag() time.Duration {
+	if due := c.waitDue.Load(); due != 0 { // blocked now: the lag grows while it waits
+		return c.now().Sub(time.Unix(0, due))
+	}
+	return time.Duration(c.lagNs.Load())
+}

@@ -1,6 +1,9 @@
 package exporter_test
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -23,6 +26,7 @@ type classifierTap struct {
 	URL      string
 	mu       sync.Mutex
 	arrivals []time.Time
+	pks      []int64
 	inflight atomic.Int64
 	maxSeen  atomic.Int64
 }
@@ -37,8 +41,13 @@ func tapClassifier(t *testing.T, upstream string) *classifierTap {
 			proxy.ServeHTTP(w, r)
 			return
 		}
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var posted struct{ PK int64 }
+		json.Unmarshal(body, &posted)
 		tap.mu.Lock()
 		tap.arrivals = append(tap.arrivals, time.Now())
+		tap.pks = append(tap.pks, posted.PK)
 		tap.mu.Unlock()
 		n := tap.inflight.Add(1)
 		for m := tap.maxSeen.Load(); n > m && !tap.maxSeen.CompareAndSwap(m, n); m = tap.maxSeen.Load() {
@@ -55,6 +64,13 @@ func (c *classifierTap) calls() []time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return append([]time.Time(nil), c.arrivals...)
+}
+
+// posted returns the pk of every call, in arrival order.
+func (c *classifierTap) posted() []int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int64(nil), c.pks...)
 }
 
 func suspiciousConfig(url string, max int64, period time.Duration, concurrency int) exporter.Config {
@@ -116,7 +132,10 @@ func TestSuspiciousChecksAreSpreadOverThePeriod(t *testing.T) {
 	s.WaitCycles(t, 1) // the first pass starts one poll interval after the start
 	time.Sleep(2*period + period/2)
 	s.StopPolling()
-	calls := tap.calls()
+	calls, pks := tap.calls(), tap.posted()
+	if len(calls) < 800 {
+		t.Fatalf("%d checks in two and a half periods of 400 pks, want at least 800", len(calls))
+	}
 	first := calls[0]
 	// Two whole periods from the first call: 400 checks each, 100 per quarter.
 	var quarters [8]int
@@ -128,6 +147,16 @@ func TestSuspiciousChecksAreSpreadOverThePeriod(t *testing.T) {
 	for q, n := range quarters {
 		if n < 80 || n > 120 {
 			t.Fatalf("quarter %d of the first two periods had %d checks, want about 100; all: %v", q, n, quarters)
+		}
+	}
+	// Each period checks every pk exactly once, in store order.
+	for p := range 2 {
+		seen := map[int64]int{}
+		for _, pk := range pks[p*400 : (p+1)*400] {
+			seen[pk]++
+		}
+		if len(seen) != 400 {
+			t.Fatalf("period %d checked %d distinct pks in its 400 checks, want all 400 once", p, len(seen))
 		}
 	}
 }

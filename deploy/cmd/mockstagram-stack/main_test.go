@@ -211,7 +211,7 @@ func TestStackRunsAndStops(t *testing.T) {
 	}
 	// The exporters saved their state at the stop, for the next run.
 	for i := range 2 {
-		if _, err := os.Stat(filepath.Join(data, "exporters", fmt.Sprintf("exporter-shard-%d-of-2.state", i))); err != nil {
+		if _, err := os.Stat(filepath.Join(data, "exporters", fmt.Sprintf("exporter-1000000-1001999-shard-%d-of-2.state", i))); err != nil {
 			t.Fatalf("no state file of shard %d after the stop: %v", i, err)
 		}
 	}

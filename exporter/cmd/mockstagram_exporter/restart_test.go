@@ -227,7 +227,7 @@ func TestKillNineLeavesLoadableState(t *testing.T) {
 			t.Fatalf("left in the state dir: %s", e.Name())
 		}
 	}
-	st, err := os.Stat(filepath.Join(dir, "exporter-shard-0-of-1.state"))
+	st, err := os.Stat(filepath.Join(dir, "exporter-1000000-1049999-shard-0-of-1.state"))
 	if err != nil || st.Size() < 50000*4 {
 		t.Fatalf("state file after the runs: %v, %v", st, err)
 	}
