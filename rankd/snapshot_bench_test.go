@@ -3,6 +3,7 @@ package rankd
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/snapwire"
 )
@@ -44,7 +47,7 @@ func BenchmarkBuild1M(b *testing.B) {
 	var sc buildScratch // kept between refreshes, as the server does
 	b.ReportAllocs()
 	for b.Loop() {
-		s.build(&sc)
+		s.build(&sc, nil)
 	}
 }
 
@@ -52,7 +55,7 @@ func BenchmarkBuild1M(b *testing.B) {
 // over the whole range.
 func BenchmarkLookup1M(b *testing.B) {
 	s := simulatorLike(benchN)
-	s.build(nil)
+	s.build(nil, nil)
 	b.ReportAllocs()
 	pk := int64(1_000_000)
 	for b.Loop() {
@@ -112,4 +115,40 @@ func cpuTime() time.Duration {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkWriteRanks1M is the --expose.ranks part of one /metrics scrape
+// at 1M influencers, plain and gzipped (BestSpeed, as served).
+func BenchmarkWriteRanks1M(b *testing.B) {
+	s := simulatorLike(benchN)
+	s.build(nil, nil)
+	for _, gz := range []bool{false, true} {
+		name := "plain"
+		if gz {
+			name = "gzip"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			var n int64
+			for b.Loop() {
+				cw := &countingWriter{w: io.Discard}
+				var w io.Writer = cw
+				var z *gzip.Writer
+				if gz {
+					z = gzipPool.Get().(*gzip.Writer)
+					z.Reset(cw)
+					w = z
+				}
+				if _, err := s.WriteRanks(w); err != nil {
+					b.Fatal(err)
+				}
+				if z != nil {
+					z.Close()
+					gzipPool.Put(z)
+				}
+				n = cw.n
+			}
+			b.ReportMetric(float64(n), "bytes/scrape")
+		})
+	}
 }

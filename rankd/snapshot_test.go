@@ -2,6 +2,7 @@ package rankd
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"sort"
@@ -48,7 +49,7 @@ func randomSnapshot(r *rand.Rand, n, shape int) *Snapshot {
 		s.set(i, rec{F: f, meta: meta{G: uint32(50 + r.IntN(2000)), Polled: pollSeconds(1_763_780_000_000 + int64(i)*17),
 			Verdict: packVerdict(verdictMs, r.IntN(4) == 0)}})
 	}
-	s.build(nil)
+	s.build(nil, nil)
 	return s
 }
 
@@ -204,7 +205,7 @@ func TestVerdictPacking(t *testing.T) {
 
 func TestEmptySnapshot(t *testing.T) {
 	s := &Snapshot{PKMin: 5}
-	s.build(nil)
+	s.build(nil, nil)
 	if _, ok := s.Lookup(5); ok || s.Count != 0 || len(s.Top(10, 0)) != 0 || len(s.SuspiciousPage(10, 0)) != 0 {
 		t.Fatal("an empty snapshot must find nothing")
 	}
@@ -241,4 +242,55 @@ func (s *Snapshot) isSorted() bool {
 		fa, fb := s.f[s.order[a]], s.f[s.order[b]]
 		return fa > fb || fa == fb && s.order[a] < s.order[b]
 	})
+}
+
+// TestBuildLarge: a population spanning many slices of paced work, built
+// with a pacer, keeps every invariant; sampled lookups match brute force.
+func TestBuildLarge(t *testing.T) {
+	for _, shape := range []int{shapeTies, shapeWide} {
+		r := rand.New(rand.NewPCG(uint64(shape), 9))
+		const n = 5*paceEvery + 123
+		s := randomSnapshot(r, n, shape)
+		s.build(&buildScratch{}, newPacer(0.9)) // again, paced, with a fresh scratch
+		var count, verdicts int
+		var sum uint64
+		for i := range n {
+			if s.m[i].Polled != 0 {
+				count++
+				sum += uint64(s.f[i])
+				if s.m[i].Verdict != 0 {
+					verdicts++
+				}
+			}
+		}
+		if s.Count != count || s.Sum != sum || s.Verdicts != verdicts || len(s.order) != count || !s.isSorted() {
+			t.Fatalf("shape %d: count %d sum %d verdicts %d sorted %v; want %d %d %d", shape, s.Count, s.Sum, s.Verdicts, s.isSorted(), count, sum, verdicts)
+		}
+		var flagged []int32
+		for _, i := range s.order {
+			if s.m[i].suspicious() {
+				flagged = append(flagged, i)
+			}
+		}
+		if fmt.Sprint(flagged) != fmt.Sprint(s.flagged) {
+			t.Fatalf("shape %d: the suspicious list is not the flagged influencers in order", shape)
+		}
+		for range 300 {
+			i := r.IntN(n)
+			if s.m[i].Polled == 0 {
+				continue
+			}
+			f := s.f[i]
+			more, distinct := 0, map[uint32]bool{}
+			for j := range n {
+				if s.m[j].Polled != 0 && s.f[j] > f {
+					more++
+					distinct[s.f[j]] = true
+				}
+			}
+			if inf, _ := s.Lookup(s.PKMin + int64(i)); inf.Rank != more+1 || inf.DenseRank != len(distinct)+1 {
+				t.Fatalf("shape %d pk %d: rank %d dense %d, want %d %d", shape, s.PKMin+int64(i), inf.Rank, inf.DenseRank, more+1, len(distinct)+1)
+			}
+		}
+	}
 }

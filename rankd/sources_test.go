@@ -368,3 +368,37 @@ func TestExposeRanks(t *testing.T) {
 		t.Fatal("the exposition's own cost is not reported")
 	}
 }
+
+// TestReusedArraysStartEmpty: a refresh builds into the arrays of the
+// snapshot before the current one; nothing of that old data may survive.
+// Large enough to span several slices of paced work.
+func TestReusedArraysStartEmpty(t *testing.T) {
+	const n = 100_000
+	recs := make([]snapwire.Record, n)
+	for i := range recs {
+		recs[i] = snapwire.Record{Followers: uint32(i), Following: 1, TimeMs: tPoll, VerdictMs: tVerdict, Suspicious: i%2 == 0}
+	}
+	a := startFake(t, pkMin, 1, recs)
+	srv, err := rankd.New(rankd.Config{Sources: []string{a.URL}, Refresh: time.Second, Timeout: 5 * time.Second,
+		RefreshCPUShare: 0.9, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Refresh(context.Background())
+	srv.Refresh(context.Background())
+	if s := srv.Snapshot(); s.Count != n || s.Suspicious() != n/2 {
+		t.Fatalf("%d influencers, %d suspicious", s.Count, s.Suspicious())
+	}
+	never := make([]snapwire.Record, n) // the exporter restarted: nothing polled yet
+	a.set(pkMin, 1, never)
+	srv.Refresh(context.Background()) // into the first snapshot's arrays
+	s := srv.Snapshot()
+	if s.Count != 0 || s.Suspicious() != 0 || s.Verdicts != 0 {
+		t.Fatalf("after a refresh without data: %d influencers, %d suspicious, %d verdicts", s.Count, s.Suspicious(), s.Verdicts)
+	}
+	for pk := int64(pkMin); pk < pkMin+n; pk++ {
+		if _, ok := s.Lookup(pk); ok {
+			t.Fatalf("pk %d kept old data", pk)
+		}
+	}
+}
