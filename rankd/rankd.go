@@ -23,11 +23,7 @@ type Config struct {
 	Timeout time.Duration // per source fetch
 	// ExposeRanks adds every influencer's rank to /metrics.
 	ExposeRanks bool
-	// RefreshCPUShare caps a refresh's CPU use, as a share of one core,
-	// by sleeping between slices of its work; 1 (or 0, unset) does not
-	// pace.
-	RefreshCPUShare float64
-	Logger          *slog.Logger
+	Logger      *slog.Logger
 }
 
 // Validate reports a configuration that cannot work, naming the flag.
@@ -51,9 +47,6 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		return fmt.Errorf("refresh.timeout=%s must be positive", c.Timeout)
-	}
-	if c.RefreshCPUShare < 0 || c.RefreshCPUShare > 1 {
-		return fmt.Errorf("refresh.cpu-share=%v must be above 0 and at most 1 (one core)", c.RefreshCPUShare)
 	}
 	return nil
 }
@@ -166,16 +159,14 @@ func (s *Server) Refresh(ctx context.Context) {
 	defer s.mu.Unlock()
 	cur := s.snap.Load()
 	next := s.takeSpare()
-	p := newPacer(s.cfg.RefreshCPUShare)
-	lo, hi := s.knownSpan()
-	next.layout(lo, hi, p)
+	next.layout(s.knownSpan())
 	complete := true
 	for _, src := range s.sources {
-		s.fetch(ctx, src, next, cur, p)
+		s.fetch(ctx, src, next, cur)
 		complete = complete && src.known
 	}
 	next.Complete = complete
-	next.build(&s.scratch, p)
+	next.build(&s.scratch)
 	next.Built = time.Now()
 	s.spare = s.snap.Swap(next) // rebuilt into next time, once its readers are gone
 	st := make([]SourceStatus, len(s.sources))
@@ -249,7 +240,7 @@ func (a *abortReader) Read(p []byte) (int, error) {
 // newer sample. On failure, src's pks of its last good read are filled
 // from cur, again newer-wins: records that arrived whole before a read
 // broke off are kept.
-func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot, p *pacer) {
+func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot) {
 	t0 := time.Now()
 	var h snapwire.Header
 	err := func() error {
@@ -276,8 +267,6 @@ func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot, p 
 					return
 				}
 				base = h.First - next.PKMin
-			} else if i%paceEvery == 0 {
-				p.step()
 			}
 			p := pollSeconds(x.TimeMs)
 			j := base + int64(i)*h.Step
@@ -298,7 +287,7 @@ func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot, p 
 		s.tel.fetchErrors.WithLabelValues(src.url).Inc()
 		s.log.Warn("cannot read exporter snapshot; keeping its last data", "exporter", src.url, "err", err)
 		if src.known && cur != nil {
-			next.keep(cur, src.h, p)
+			next.keep(cur, src.h)
 		}
 		return
 	}
@@ -307,19 +296,15 @@ func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot, p 
 }
 
 // layout makes the snapshot cover pks lo..hi with no data (nothing when lo
-// is negative), reusing its arrays. p may be nil.
-func (s *Snapshot) layout(lo, hi int64, p *pacer) {
+// is negative), reusing its arrays.
+func (s *Snapshot) layout(lo, hi int64) {
 	n := 0
 	if lo >= 0 {
 		n = int(hi - lo + 1)
 	}
 	s.PKMin = max(lo, 0)
 	s.f = resizeNoClear(s.f, n) // read only where m says there is data
-	s.m = resizeNoClear(s.m, n)
-	for c := 0; c < n; c += 4 * paceEvery {
-		clear(s.m[c:min(c+4*paceEvery, n)])
-		p.step()
-	}
+	s.m = resize(s.m, n)
 }
 
 // fit widens the snapshot, keeping its data, so that it covers h's pks.
@@ -345,7 +330,7 @@ func (s *Snapshot) fit(h snapwire.Header) error {
 		return nil
 	}
 	if len(s.f) == 0 {
-		s.layout(lo, hi, nil)
+		s.layout(lo, hi)
 		return nil
 	}
 	// Rare: a new or reconfigured exporter. The old arrays go to the GC.
@@ -357,11 +342,8 @@ func (s *Snapshot) fit(h snapwire.Header) error {
 }
 
 // keep copies the pks of h from cur where they are newer than what s holds.
-func (s *Snapshot) keep(cur *Snapshot, h snapwire.Header, p *pacer) {
+func (s *Snapshot) keep(cur *Snapshot, h snapwire.Header) {
 	for i := range int64(h.N) {
-		if i%paceEvery == 0 {
-			p.step()
-		}
 		pk := h.First + i*h.Step
 		ci, si := pk-cur.PKMin, pk-s.PKMin
 		if ci < 0 || ci >= int64(len(cur.f)) || si < 0 || si >= int64(len(s.f)) {

@@ -308,43 +308,37 @@ type buildScratch struct {
 }
 
 // build orders the snapshot's influencers and indexes them; f and m must be
-// filled. sc and p may be nil.
-func (s *Snapshot) build(sc *buildScratch, p *pacer) {
+// filled. sc may be nil.
+func (s *Snapshot) build(sc *buildScratch) {
 	if sc == nil {
 		sc = &buildScratch{}
 	}
 	s.Sum, s.Count, s.Verdicts = 0, 0, 0
 	var lo, hi uint32 = math.MaxUint32, 0
 	sc.flagged = resize(sc.flagged, len(s.f)/64+1)
-	for c := 0; c < len(s.m); c += paceEvery {
-		for i := c; i < min(c+paceEvery, len(s.m)); i++ {
-			m := &s.m[i]
-			if m.Polled == 0 {
-				continue
-			}
-			f := s.f[i]
-			s.Count++
-			s.Sum += uint64(f)
-			lo, hi = min(lo, f), max(hi, f)
-			if m.Verdict != 0 {
-				s.Verdicts++
-				sc.flagged[i>>6] |= uint64(m.Verdict&1) << (i & 63)
-			}
+	for i := range s.m {
+		m := &s.m[i]
+		if m.Polled == 0 {
+			continue
 		}
-		p.step()
+		f := s.f[i]
+		s.Count++
+		s.Sum += uint64(f)
+		lo, hi = min(lo, f), max(hi, f)
+		if m.Verdict != 0 {
+			s.Verdicts++
+			sc.flagged[i>>6] |= uint64(m.Verdict&1) << (i & 63)
+		}
 	}
 	s.order = resizeNoClear(s.order, s.Count)
 	sc.idx = resizeNoClear(sc.idx, s.Count)
-	s.sortOrder(hi, lo, sc.idx, p)
+	s.sortOrder(hi, lo, sc.idx)
 
 	s.fine, s.coarse = s.fine[:0], s.coarse[:0]
 	s.flagged = s.flagged[:0]
 	s.starts.reset(s.Count)
 	prev := uint32(0)
 	for k, i := range s.order {
-		if k%paceEvery == 0 {
-			p.step()
-		}
 		f := s.f[i]
 		if k%fineStep == 0 {
 			s.fine = append(s.fine, f)
@@ -370,7 +364,7 @@ func (s *Snapshot) build(sc *buildScratch, p *pacer) {
 // simulator's population. The first pass reads the counts in pk order,
 // which makes the stable sort order ties by pk; later passes gather each
 // key from the counts, so the only buffer besides order is tmp.
-func (s *Snapshot) sortOrder(hi, lo uint32, tmp []int32, p *pacer) {
+func (s *Snapshot) sortOrder(hi, lo uint32, tmp []int32) {
 	if s.Count == 0 {
 		return
 	}
@@ -390,20 +384,17 @@ func (s *Snapshot) sortOrder(hi, lo uint32, tmp []int32, p *pacer) {
 	mask := uint32(1)<<digit - 1
 	var counts [3][2049]int
 	for i, f := range s.f {
-		if i%paceEvery == 0 {
-			p.step()
-		}
 		if s.m[i].Polled != 0 {
 			key := hi - f
-			for d := range passes {
-				counts[d][(key>>(uint(d)*digit))&mask+1]++
+			for p := range passes {
+				counts[p][(key>>(uint(p)*digit))&mask+1]++
 			}
 		}
 	}
-	for d := range passes {
-		c := &counts[d]
-		for j := 1; j <= int(mask)+1; j++ {
-			c[j] += c[j-1]
+	for p := range passes {
+		c := &counts[p]
+		for d := 1; d <= int(mask)+1; d++ {
+			c[d] += c[d-1]
 		}
 	}
 	// The last pass must land in s.order.
@@ -413,24 +404,18 @@ func (s *Snapshot) sortOrder(hi, lo uint32, tmp []int32, p *pacer) {
 	}
 	c := &counts[0]
 	for i, f := range s.f {
-		if i%paceEvery == 0 {
-			p.step()
-		}
 		if s.m[i].Polled != 0 {
 			d := (hi - f) & mask
 			dst[c[d]] = int32(i)
 			c[d]++
 		}
 	}
-	for pass := 1; pass < passes; pass++ {
+	for p := 1; p < passes; p++ {
 		src := dst
 		dst, other = other, src
-		c := &counts[pass]
-		shift := uint(pass) * digit
-		for k, i := range src {
-			if k%paceEvery == 0 {
-				p.step()
-			}
+		c := &counts[p]
+		shift := uint(p) * digit
+		for _, i := range src {
 			d := ((hi - s.f[i]) >> shift) & mask
 			dst[c[d]] = i
 			c[d]++

@@ -47,7 +47,7 @@ func BenchmarkBuild1M(b *testing.B) {
 	var sc buildScratch // kept between refreshes, as the server does
 	b.ReportAllocs()
 	for b.Loop() {
-		s.build(&sc, nil)
+		s.build(&sc)
 	}
 }
 
@@ -55,7 +55,7 @@ func BenchmarkBuild1M(b *testing.B) {
 // over the whole range.
 func BenchmarkLookup1M(b *testing.B) {
 	s := simulatorLike(benchN)
-	s.build(nil, nil)
+	s.build(nil)
 	b.ReportAllocs()
 	pk := int64(1_000_000)
 	for b.Loop() {
@@ -121,7 +121,7 @@ func cpuTime() time.Duration {
 // at 1M influencers, plain and gzipped (BestSpeed, as served).
 func BenchmarkWriteRanks1M(b *testing.B) {
 	s := simulatorLike(benchN)
-	s.build(nil, nil)
+	s.build(nil)
 	for _, gz := range []bool{false, true} {
 		name := "plain"
 		if gz {

@@ -371,7 +371,6 @@ func TestExposeRanks(t *testing.T) {
 
 // TestReusedArraysStartEmpty: a refresh builds into the arrays of the
 // snapshot before the current one; nothing of that old data may survive.
-// Large enough to span several slices of paced work.
 func TestReusedArraysStartEmpty(t *testing.T) {
 	const n = 100_000
 	recs := make([]snapwire.Record, n)
@@ -379,11 +378,7 @@ func TestReusedArraysStartEmpty(t *testing.T) {
 		recs[i] = snapwire.Record{Followers: uint32(i), Following: 1, TimeMs: tPoll, VerdictMs: tVerdict, Suspicious: i%2 == 0}
 	}
 	a := startFake(t, pkMin, 1, recs)
-	srv, err := rankd.New(rankd.Config{Sources: []string{a.URL}, Refresh: time.Second, Timeout: 5 * time.Second,
-		RefreshCPUShare: 0.9, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, _ := newServer(t, false, a.URL)
 	srv.Refresh(context.Background())
 	srv.Refresh(context.Background())
 	if s := srv.Snapshot(); s.Count != n || s.Suspicious() != n/2 {

@@ -28,7 +28,6 @@ type cli struct {
 	ExporterURLsFile string        `name:"exporter.urls-file" type:"existingfile" help:"File with one exporter base URL per line (# comments allowed), in addition to --exporter.url."`
 	RefreshInterval  time.Duration `name:"refresh.interval" default:"5s" help:"Rebuild the snapshot this often; answers are never older than this plus one refresh."`
 	RefreshTimeout   time.Duration `name:"refresh.timeout" default:"10s" help:"Timeout of one exporter snapshot read."`
-	RefreshCPUShare  float64       `name:"refresh.cpu-share" default:"0.25" help:"Pace each refresh to use at most this share of one core, sleeping between slices of its work so that requests keep their latency; 1 does not pace."`
 	ExposeRanks      bool          `name:"expose.ranks" help:"Also expose every influencer's rank on /metrics as mockstagram_influencer_rank{pk} (1M series: about 45 MB a scrape, see docs/rankd.md)."`
 	WebListenAddress []string      `name:"web.listen-address" default:":9867" sep:"," help:"Addresses to serve the API and /metrics on."`
 	WebConfigFile    string        `name:"web.config.file" type:"existingfile" help:"Prometheus exporter-toolkit web config file for TLS and basic auth."`
@@ -99,11 +98,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("invalid configuration", "err", err)
 		return 2
 	}
-	if c.RefreshCPUShare == 0 {
-		log.Error("invalid configuration", "err", "refresh.cpu-share=0 would never finish a refresh; use a share above 0, up to 1 (no pacing)")
-		return 2
-	}
-	srv, err := rankd.New(rankd.Config{Sources: urls, Refresh: c.RefreshInterval, Timeout: c.RefreshTimeout, ExposeRanks: c.ExposeRanks, RefreshCPUShare: c.RefreshCPUShare, Logger: log})
+	srv, err := rankd.New(rankd.Config{Sources: urls, Refresh: c.RefreshInterval, Timeout: c.RefreshTimeout, ExposeRanks: c.ExposeRanks, Logger: log})
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 2

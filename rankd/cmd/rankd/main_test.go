@@ -27,7 +27,7 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(urls) != 0 || c.RefreshInterval != 5*time.Second || c.RefreshTimeout != 10*time.Second ||
-		strings.Join(c.WebListenAddress, " ") != ":9867" || c.WebConfigFile != "" || c.Log.Level != "info" || c.Log.Format != "logfmt" || c.ExposeRanks || c.RefreshCPUShare != 0.25 {
+		strings.Join(c.WebListenAddress, " ") != ":9867" || c.WebConfigFile != "" || c.Log.Level != "info" || c.Log.Format != "logfmt" || c.ExposeRanks {
 		t.Fatalf("defaults: %+v, sources %v", c, urls)
 	}
 }
@@ -104,9 +104,6 @@ func TestRunExitCodes(t *testing.T) {
 	f([]string{"--exporter.url=http://a:1,http://a:1"}, 2, `exporter.url=\"http://a:1\" is given twice`)
 	f([]string{"--exporter.url=http://a:1", "--refresh.interval=10ms"}, 2, "refresh.interval=10ms is below 100ms")
 	f([]string{"--exporter.url=http://a:1", "--refresh.timeout=0s"}, 2, "refresh.timeout=0s must be positive")
-	f([]string{"--exporter.url=http://a:1", "--refresh.cpu-share=0"}, 2, "refresh.cpu-share=0 would never finish a refresh")
-	f([]string{"--exporter.url=http://a:1", "--refresh.cpu-share=1.5"}, 2, "refresh.cpu-share=1.5 must be above 0 and at most 1")
-	f([]string{"--exporter.url=http://a:1", "--refresh.cpu-share=-1"}, 2, "refresh.cpu-share=-1 must be above 0")
 	f([]string{"--refresh.interval=soon"}, 2, "--refresh.interval")
 	f([]string{"--log.level=loud"}, 2, "--log.level")
 	f([]string{"--exporter.url=http://a:1", "--web.listen-address=" + taken.Addr().String(), "--log.level=warn"}, 1, "cannot listen on --web.listen-address")
