@@ -9,6 +9,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/webserver"
 )
 
 // filledStore returns a store of n influencers polled as the scheduler polls
@@ -64,13 +65,13 @@ func BenchmarkRender1M(b *testing.B) {
 	})
 	b.Run("gzip", func(b *testing.B) {
 		b.ReportAllocs()
-		cw := &countingWriter{w: io.Discard}
+		cw := &webserver.CountingWriter{W: io.Discard}
 		gz, _ := gzip.NewWriterLevel(cw, gzip.BestSpeed)
 		for b.Loop() {
-			cw.n = 0
+			cw.N = 0
 			s.WriteGzipExposition(cw, gz, 0, s.Len())
 		}
-		b.ReportMetric(float64(cw.n)/1e6, "MB/scrape")
+		b.ReportMetric(float64(cw.N)/1e6, "MB/scrape")
 	})
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/webserver"
 )
 
 // The state file keeps what a restart must not lose: every owned pk's last
@@ -103,19 +104,8 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
 func (e *Exporter) writeState(w io.Writer) (int64, error) {
-	cw := &countWriter{w: w}
+	cw := &webserver.CountingWriter{W: w}
 	crc := crc32.New(crcTable)
 	bw := bufio.NewWriterSize(io.MultiWriter(cw, crc), 256<<10)
 	s := e.store
@@ -163,7 +153,7 @@ func (e *Exporter) writeState(w io.Writer) (int64, error) {
 	if _, err := cw.Write(binary.LittleEndian.AppendUint32(nil, crc.Sum32())); err != nil {
 		return 0, err
 	}
-	return cw.n, nil
+	return cw.N, nil
 }
 
 // saveLoop writes the state every StateInterval until ctx ends.

@@ -6,12 +6,13 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/webserver"
 )
 
 // Default paths of the exporter's HTTP surface.
@@ -75,9 +76,9 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		return // the headers are the answer; rendering 200 MB to discard them is not
 	}
 	enc := "identity"
-	cw := &countingWriter{w: w}
+	cw := &webserver.CountingWriter{W: w}
 	var err error
-	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+	if webserver.AcceptsGzip(r.Header.Get("Accept-Encoding")) {
 		enc = "gzip"
 		w.Header().Set("Content-Encoding", "gzip")
 		gz := gzipPool.Get().(*gzip.Writer)
@@ -87,40 +88,11 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		_, err = e.store.WriteExposition(cw, lo, hi)
 	}
 	e.tel.renderSeconds.WithLabelValues(enc).Observe(time.Since(start).Seconds())
-	e.tel.renderBytes.WithLabelValues(enc).Add(float64(cw.n))
+	e.tel.renderBytes.WithLabelValues(enc).Add(float64(cw.N))
 	if err != nil {
 		// The client went away mid-stream; nothing can be sent any more.
 		e.log.Debug("scrape aborted", "remote", r.RemoteAddr, "err", err)
 	}
-}
-
-// acceptsGzip reports whether an Accept-Encoding header admits gzip
-// (present and not weighted q=0).
-func acceptsGzip(h string) bool {
-	for _, part := range strings.Split(h, ",") {
-		enc, params, _ := strings.Cut(part, ";")
-		if !strings.EqualFold(strings.TrimSpace(enc), "gzip") {
-			continue
-		}
-		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
-			if q, err := strconv.ParseFloat(v, 64); err == nil && q == 0 {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 var landingTmpl = template.Must(template.New("landing").Parse(`<!DOCTYPE html>

@@ -4,7 +4,6 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/webserver"
 )
 
 // telemetry is rankd's own metrics plus the population gauges, which make
@@ -84,10 +85,10 @@ func (s *Server) serveMetricsWithRanks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	enc := "identity"
-	cw := &countingWriter{w: w}
+	cw := &webserver.CountingWriter{W: w}
 	var out io.Writer = cw
 	var gz *gzip.Writer
-	if acceptsGzip(r.Header.Get("Accept-Encoding")) {
+	if webserver.AcceptsGzip(r.Header.Get("Accept-Encoding")) {
 		enc = "gzip"
 		w.Header().Set("Content-Encoding", "gzip")
 		gz = gzipPool.Get().(*gzip.Writer)
@@ -118,7 +119,7 @@ func (s *Server) serveMetricsWithRanks(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.tel.rankSeconds.WithLabelValues(enc).Observe(time.Since(start).Seconds())
-	s.tel.rankBytes.WithLabelValues(enc).Add(float64(cw.n))
+	s.tel.rankBytes.WithLabelValues(enc).Add(float64(cw.N))
 }
 
 const rankFlushSize = 128 << 10
@@ -152,35 +153,6 @@ func (s *Snapshot) WriteRanks(w io.Writer) (int64, error) {
 	}
 	m, err := w.Write(buf)
 	return n + int64(m), err
-}
-
-// acceptsGzip reports whether an Accept-Encoding header admits gzip
-// (present and not weighted q=0).
-func acceptsGzip(h string) bool {
-	for _, part := range strings.Split(h, ",") {
-		enc, params, _ := strings.Cut(part, ";")
-		if !strings.EqualFold(strings.TrimSpace(enc), "gzip") {
-			continue
-		}
-		if v, ok := strings.CutPrefix(strings.TrimSpace(params), "q="); ok {
-			if q, err := strconv.ParseFloat(v, 64); err == nil && q == 0 {
-				return false
-			}
-		}
-		return true
-	}
-	return false
-}
-
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
 }
 
 var (

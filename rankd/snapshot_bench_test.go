@@ -16,6 +16,7 @@ import (
 	"github.com/klauspost/compress/gzip"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/snapwire"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/webserver"
 )
 
 const benchN = 1_000_000
@@ -131,7 +132,7 @@ func BenchmarkWriteRanks1M(b *testing.B) {
 			b.ReportAllocs()
 			var n int64
 			for b.Loop() {
-				cw := &countingWriter{w: io.Discard}
+				cw := &webserver.CountingWriter{W: io.Discard}
 				var w io.Writer = cw
 				var z *gzip.Writer
 				if gz {
@@ -146,7 +147,7 @@ func BenchmarkWriteRanks1M(b *testing.B) {
 					z.Close()
 					gzipPool.Put(z)
 				}
-				n = cw.n
+				n = cw.N
 			}
 			b.ReportMetric(float64(n), "bytes/scrape")
 		})

@@ -88,3 +88,19 @@ func TestListenErrors(t *testing.T) {
 		t.Fatal("a port in use must be reported")
 	}
 }
+
+func TestAcceptsGzip(t *testing.T) {
+	f := func(h string, want bool) {
+		t.Helper()
+		if got := AcceptsGzip(h); got != want {
+			t.Fatalf("AcceptsGzip(%q) = %v, want %v", h, got, want)
+		}
+	}
+	f("", false)
+	f("gzip", true)
+	f("identity", false)
+	f("deflate, GZIP;q=0.5", true)
+	f("gzip;q=0", false)
+	f("gzip; q=0, identity", false)
+	f("br,gzip", true)
+}
