@@ -131,10 +131,10 @@ func (s *Snapshot) WriteRanks(w io.Writer) (int64, error) {
 	buf = append(buf, "# HELP "+MetricRank+" "+helpRank+"\n# TYPE "+MetricRank+" gauge\n"...)
 	var n int64
 	var rankText []byte
-	var prev uint32
 	for k, i := range s.order {
-		if f := s.f[i]; k == 0 || f != prev {
-			prev = f
+		// A new follower count starts a new rank; the bits say where
+		// without reading the counts, which are in pk order.
+		if s.starts.words[k>>6]&(1<<(k&63)) != 0 {
 			rankText = strconv.AppendInt(append(rankText[:0], ' '), int64(k+1), 10)
 			rankText = append(rankText, '\n')
 		}
