@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -65,23 +63,6 @@ func freeBlock(t *testing.T, n int) int {
 	return 0
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestStackRunsAndStops is `make run` in small: the launcher starts the
 // simulator and two exporter shards, prints where to look, writes
 // endpoints.json, reports the first cycle, serves, and stops cleanly.
@@ -92,7 +73,7 @@ func TestStackRunsAndStops(t *testing.T) {
 		SuspiciousPeriod: 8 * time.Second, PortsBase: freeBlock(t, 12), StatusEvery: time.Second, VictoriaDir: victoriaDir}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var out syncBuffer
+	var out proc.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, c, &out) }()
 	deadline := time.After(60 * time.Second)
@@ -223,7 +204,7 @@ func TestStackReportsADeadComponent(t *testing.T) {
 	bin := buildBinaries(t)
 	c := &cli{BinDir: bin, DataDir: t.TempDir(), PKCount: 100, Shards: 1, PollInterval: 2 * time.Second,
 		PortsBase: freeBlock(t, 11), StatusEvery: time.Second, VictoriaDir: victoriaDir}
-	var out syncBuffer
+	var out proc.Buffer
 	done := make(chan error, 1)
 	go func() { done <- run(context.Background(), c, &out) }()
 	deadline := time.After(60 * time.Second)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"math/rand/v2"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
 )
 
@@ -35,29 +34,10 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuffer is a bytes.Buffer the child's output goroutine and the test
-// can use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type child struct {
 	cmd  *exec.Cmd
 	addr string
-	log  *syncBuffer
+	log  *proc.Buffer
 	done chan struct{}
 }
 
@@ -69,7 +49,7 @@ func startChild(t *testing.T, args ...string) *child {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	c := &child{addr: addr, log: &syncBuffer{}, done: make(chan struct{})}
+	c := &child{addr: addr, log: &proc.Buffer{}, done: make(chan struct{})}
 	c.cmd = exec.Command(os.Args[0], append(args, "--web.listen-address="+addr)...)
 	c.cmd.Env = append(os.Environ(), "EXPORTER_TEST_MAIN=1")
 	c.cmd.Stdout, c.cmd.Stderr = c.log, c.log
