@@ -130,7 +130,8 @@ func (c *classifier) slot(p int64) time.Time {
 // now. A known anchor (from the state file) resumes one period back, so the
 // walk passes again over the pks whose slot came while the exporter was
 // down; those judged within half a period are skipped, the others (missed
-// during the downtime) are checked at once, at most Concurrency at a time.
+// during the downtime) are checked as soon as run has waited one poll
+// interval for fresh counts, at most Concurrency at a time.
 func (c *classifier) resume(now time.Time) {
 	if a := time.UnixMilli(c.anchorMs.Load()); c.anchorMs.Load() != 0 && a.After(now) && a.Sub(now) <= c.e.cfg.Interval {
 		// Saved during its first poll interval: the first pass has not
