@@ -190,43 +190,46 @@ func (s *Server) average(w http.ResponseWriter, _ *http.Request, snap *Snapshot)
 // maxTop bounds one page of the leaderboard.
 const maxTop = 1000
 
+// page reads a page size (named sizeParam, default 100, at most maxTop) and
+// an offset; on a bad value it answers 400 and reports false.
+func page(w http.ResponseWriter, r *http.Request, sizeParam string) (size, offset int, ok bool) {
+	size, err := intParam(r, sizeParam, 100, 1, maxTop)
+	if err == nil {
+		offset, err = intParam(r, "offset", 0, 0, math.MaxInt32)
+	}
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return 0, 0, false
+	}
+	return size, offset, true
+}
+
+func toJSONs(infs []Influencer, total int) []InfluencerJSON {
+	out := make([]InfluencerJSON, 0, len(infs))
+	for _, inf := range infs {
+		out = append(out, toJSON(inf, total))
+	}
+	return out
+}
+
 func (s *Server) top(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
-	n, err := intParam(r, "n", 100, 1, maxTop)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	n, offset, ok := page(w, r, "n")
+	if !ok {
 		return
 	}
-	offset, err := intParam(r, "offset", 0, 0, math.MaxInt32)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	out := []InfluencerJSON{}
-	for _, inf := range snap.Top(n, offset) {
-		out = append(out, toJSON(inf, snap.Count))
-	}
-	writeJSON(w, map[string]any{"total": snap.Count, "offset": offset, "influencers": out})
+	writeJSON(w, map[string]any{"total": snap.Count, "offset": offset, "influencers": toJSONs(snap.Top(n, offset), snap.Count)})
 }
 
 // suspicious pages through the influencers judged suspicious, by followers
 // descending then pk ascending; the list is built once per refresh, so a
 // page costs the same whatever its offset.
 func (s *Server) suspicious(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
-	limit, err := intParam(r, "limit", 100, 1, maxTop)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
+	limit, offset, ok := page(w, r, "limit")
+	if !ok {
 		return
 	}
-	offset, err := intParam(r, "offset", 0, 0, math.MaxInt32)
-	if err != nil {
-		writeError(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	out := []InfluencerJSON{}
-	for _, inf := range snap.SuspiciousPage(limit, offset) {
-		out = append(out, toJSON(inf, snap.Count))
-	}
-	writeJSON(w, map[string]any{"total": snap.Suspicious(), "offset": offset, "limit": limit, "influencers": out})
+	writeJSON(w, map[string]any{"total": snap.Suspicious(), "offset": offset, "limit": limit,
+		"influencers": toJSONs(snap.SuspiciousPage(limit, offset), snap.Count)})
 }
 
 func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
