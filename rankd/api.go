@@ -65,7 +65,8 @@ func (s *Server) withSnapshot(h func(http.ResponseWriter, *http.Request, *Snapsh
 	}
 }
 
-// InfluencerJSON is the answer of /api/v1/influencers/{pk}.
+// InfluencerJSON is the answer of /api/v1/influencers/{pk}, and an entry
+// of /top and /suspicious. The server encodes it by hand (appendInfluencer).
 type InfluencerJSON struct {
 	PK             int64    `json:"pk"`
 	Username       string   `json:"username"`
@@ -81,23 +82,6 @@ type InfluencerJSON struct {
 	CheckedAt      string   `json:"checkedAt,omitempty"`  // when it did; absent with suspicious
 }
 
-func toJSON(inf Influencer, total int) InfluencerJSON {
-	j := InfluencerJSON{PK: inf.PK, Username: "influencer-" + strconv.FormatInt(inf.PK, 10),
-		FollowerCount: inf.Followers, FollowingCount: inf.Following,
-		Rank: inf.Rank, DenseRank: inf.DenseRank, Percentile: math.Round(inf.Percentile*1e4) / 1e4, Total: total,
-		PolledAt: time.Unix(inf.PolledAt, 0).UTC().Format(time.RFC3339)}
-	if inf.Following > 0 {
-		r := float64(inf.Followers) / float64(inf.Following)
-		j.FollowerRatio = &r
-	}
-	if inf.HasVerdict {
-		v := inf.Suspicious
-		j.Suspicious = &v
-		j.CheckedAt = time.Unix(inf.CheckedAt, 0).UTC().Format(time.RFC3339)
-	}
-	return j
-}
-
 func (s *Server) influencer(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
 	raw := r.PathValue("pk")
 	pk, err := strconv.ParseInt(raw, 10, 64)
@@ -111,54 +95,62 @@ func (s *Server) influencer(w http.ResponseWriter, r *http.Request, snap *Snapsh
 		return
 	}
 	// The hot endpoint: encoded by hand into a pooled buffer, the same
-	// fields as InfluencerJSON (TestInfluencerEncoding checks they agree).
+	// bytes encoding/json writes for toJSON (TestInfluencerEncoding checks
+	// they agree). net/http adds the Content-Length of so small a body.
 	bp := bufPool.Get().(*[]byte)
-	b := appendInfluencer((*bp)[:0], toJSON(inf, snap.Count))
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+	b := appendInfluencer((*bp)[:0], inf, snap.Count)
+	b = append(b, '\n')
+	w.Header()["Content-Type"] = jsonContentType
 	w.Write(b)
 	*bp = b
 	bufPool.Put(bp)
 }
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+var (
+	bufPool         = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	jsonContentType = []string{"application/json"} // shared: net/http only reads it
+)
 
-// appendInfluencer encodes j exactly as encoding/json does, plus a newline.
-func appendInfluencer(b []byte, j InfluencerJSON) []byte {
+// appendInfluencer appends the JSON object encoding/json writes for
+// toJSON(inf, total), without building the strings in between.
+func appendInfluencer(b []byte, inf Influencer, total int) []byte {
 	b = append(b, `{"pk":`...)
-	b = strconv.AppendInt(b, j.PK, 10)
-	b = append(b, `,"username":`...)
-	b = strconv.AppendQuote(b, j.Username)
-	b = append(b, `,"followerCount":`...)
-	b = strconv.AppendUint(b, uint64(j.FollowerCount), 10)
+	b = strconv.AppendInt(b, inf.PK, 10)
+	b = append(b, `,"username":"influencer-`...)
+	b = strconv.AppendInt(b, inf.PK, 10)
+	b = append(b, `","followerCount":`...)
+	b = strconv.AppendUint(b, uint64(inf.Followers), 10)
 	b = append(b, `,"followingCount":`...)
-	b = strconv.AppendUint(b, uint64(j.FollowingCount), 10)
+	b = strconv.AppendUint(b, uint64(inf.Following), 10)
 	b = append(b, `,"followerRatio":`...)
-	if j.FollowerRatio == nil {
+	if inf.Following == 0 {
 		b = append(b, "null"...)
 	} else {
-		b = appendJSONFloat(b, *j.FollowerRatio)
+		b = appendJSONFloat(b, float64(inf.Followers)/float64(inf.Following))
 	}
 	b = append(b, `,"rank":`...)
-	b = strconv.AppendInt(b, int64(j.Rank), 10)
+	b = strconv.AppendInt(b, int64(inf.Rank), 10)
 	b = append(b, `,"denseRank":`...)
-	b = strconv.AppendInt(b, int64(j.DenseRank), 10)
+	b = strconv.AppendInt(b, int64(inf.DenseRank), 10)
 	b = append(b, `,"percentile":`...)
-	b = appendJSONFloat(b, j.Percentile)
+	b = appendJSONFloat(b, roundPercentile(inf.Percentile))
 	b = append(b, `,"total":`...)
-	b = strconv.AppendInt(b, int64(j.Total), 10)
-	b = append(b, `,"polledAt":`...)
-	b = strconv.AppendQuote(b, j.PolledAt)
-	if j.Suspicious != nil {
+	b = strconv.AppendInt(b, int64(total), 10)
+	b = append(b, `,"polledAt":"`...)
+	b = time.Unix(inf.PolledAt, 0).UTC().AppendFormat(b, time.RFC3339)
+	b = append(b, '"')
+	if inf.HasVerdict {
 		b = append(b, `,"suspicious":`...)
-		b = strconv.AppendBool(b, *j.Suspicious)
+		b = strconv.AppendBool(b, inf.Suspicious)
+		b = append(b, `,"checkedAt":"`...)
+		b = time.Unix(inf.CheckedAt, 0).UTC().AppendFormat(b, time.RFC3339)
+		b = append(b, '"')
 	}
-	if j.CheckedAt != "" {
-		b = append(b, `,"checkedAt":`...)
-		b = strconv.AppendQuote(b, j.CheckedAt)
-	}
-	return append(b, "}\n"...)
+	return append(b, '}')
 }
+
+// roundPercentile keeps four decimals, as the API documents.
+func roundPercentile(p float64) float64 { return math.Round(p*1e4) / 1e4 }
 
 // appendJSONFloat formats like encoding/json: shortest repr, 'f' between
 // 1e-6 and 1e21, else 'e' with a two-digit exponent cleanup.
@@ -204,20 +196,12 @@ func page(w http.ResponseWriter, r *http.Request, sizeParam string) (size, offse
 	return size, offset, true
 }
 
-func toJSONs(infs []Influencer, total int) []InfluencerJSON {
-	out := make([]InfluencerJSON, 0, len(infs))
-	for _, inf := range infs {
-		out = append(out, toJSON(inf, total))
-	}
-	return out
-}
-
 func (s *Server) top(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
 	n, offset, ok := page(w, r, "n")
 	if !ok {
 		return
 	}
-	writeJSON(w, map[string]any{"total": snap.Count, "offset": offset, "influencers": toJSONs(snap.Top(n, offset), snap.Count)})
+	writeList(w, snap.Top(n, offset), snap.Count, 0, offset, snap.Count)
 }
 
 // suspicious pages through the influencers judged suspicious, by followers
@@ -228,8 +212,34 @@ func (s *Server) suspicious(w http.ResponseWriter, r *http.Request, snap *Snapsh
 	if !ok {
 		return
 	}
-	writeJSON(w, map[string]any{"total": snap.Suspicious(), "offset": offset, "limit": limit,
-		"influencers": toJSONs(snap.SuspiciousPage(limit, offset), snap.Count)})
+	writeList(w, snap.SuspiciousPage(limit, offset), snap.Count, limit, offset, snap.Suspicious())
+}
+
+// writeList answers a page of influencers (count is the population, for
+// their "total") with the bytes encoding/json writes for the map
+// {"influencers", "limit" (when limit > 0), "offset", "total"}
+// (TestListEncoding checks they agree).
+func writeList(w http.ResponseWriter, infs []Influencer, count, limit, offset, total int) {
+	b := make([]byte, 0, 64+len(infs)*320)
+	b = append(b, `{"influencers":[`...)
+	for k, inf := range infs {
+		if k > 0 {
+			b = append(b, ',')
+		}
+		b = appendInfluencer(b, inf, count)
+	}
+	b = append(b, ']')
+	if limit > 0 {
+		b = append(b, `,"limit":`...)
+		b = strconv.AppendInt(b, int64(limit), 10)
+	}
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendInt(b, int64(offset), 10)
+	b = append(b, `,"total":`...)
+	b = strconv.AppendInt(b, int64(total), 10)
+	b = append(b, "}\n"...)
+	w.Header()["Content-Type"] = jsonContentType
+	w.Write(b)
 }
 
 func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {

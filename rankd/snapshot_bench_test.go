@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -152,4 +153,54 @@ func BenchmarkWriteRanks1M(b *testing.B) {
 			b.ReportMetric(float64(n), "bytes/scrape")
 		})
 	}
+}
+
+// discardWriter is the cheapest http.ResponseWriter: what a benchmark of the
+// handler needs, without net/http's connection machinery around it.
+type discardWriter struct {
+	h    http.Header
+	code int
+	n    int
+}
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) WriteHeader(code int)        { d.code = code }
+func (d *discardWriter) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
+
+// BenchmarkInfluencerHandler1M is rankd's own CPU for one
+// GET /api/v1/influencers/{pk} among 1M influencers: routing, the lookup
+// and the JSON: everything rankd adds to net/http's connection handling,
+// which wrk measures with it (docs/rankd.md).
+func BenchmarkInfluencerHandler1M(b *testing.B) {
+	srv := benchServer(b)
+	h := srv.Handler()
+	reqs := make([]*http.Request, 1024)
+	for i := range reqs {
+		reqs[i] = httptest.NewRequest(http.MethodGet, "/api/v1/influencers/"+strconv.Itoa(1_000_000+(i*7919)%benchN), nil)
+	}
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		clear(w.h)
+		w.code = 0
+		h.ServeHTTP(w, reqs[i%len(reqs)])
+		if w.code != 0 && w.code != http.StatusOK {
+			b.Fatalf("status %d", w.code)
+		}
+		i++
+	}
+}
+
+// benchServer is a rankd holding a complete snapshot of 1M influencers.
+func benchServer(b *testing.B) *Server {
+	srv, err := New(Config{Sources: []string{"http://127.0.0.1:1"}, Refresh: time.Second, Timeout: time.Second, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := simulatorLike(benchN)
+	s.build(nil)
+	s.Complete = true
+	srv.snap.Store(s)
+	return srv
 }

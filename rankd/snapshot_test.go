@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http/httptest"
 	"sort"
+	"strconv"
 	"testing"
+	"time"
 )
 
 // population shapes of the random snapshots: the sort takes a different
@@ -214,24 +217,81 @@ func TestEmptySnapshot(t *testing.T) {
 	}
 }
 
+// toJSON is the answer for inf as a struct: what encoding/json must agree
+// with the hand encoder on.
+func toJSON(inf Influencer, total int) InfluencerJSON {
+	j := InfluencerJSON{PK: inf.PK, Username: "influencer-" + strconv.FormatInt(inf.PK, 10),
+		FollowerCount: inf.Followers, FollowingCount: inf.Following,
+		Rank: inf.Rank, DenseRank: inf.DenseRank, Percentile: roundPercentile(inf.Percentile), Total: total,
+		PolledAt: time.Unix(inf.PolledAt, 0).UTC().Format(time.RFC3339)}
+	if inf.Following > 0 {
+		r := float64(inf.Followers) / float64(inf.Following)
+		j.FollowerRatio = &r
+	}
+	if inf.HasVerdict {
+		v := inf.Suspicious
+		j.Suspicious = &v
+		j.CheckedAt = time.Unix(inf.CheckedAt, 0).UTC().Format(time.RFC3339)
+	}
+	return j
+}
+
+// influencerCases are hand-picked edge cases and random influencers.
+func influencerCases() []Influencer {
+	infs := []Influencer{
+		{PK: 1000001, Followers: 57166, Following: 1328, PolledAt: 1763780210, Rank: 12, DenseRank: 10, Percentile: 99.99883},
+		{PK: 1000002, Followers: 5000, Following: 1328, PolledAt: 1763780210, Rank: 904001, DenseRank: 250000, Percentile: 9.5,
+			HasVerdict: true, Suspicious: true, CheckedAt: 1763730001},
+		{PK: 1000003, HasVerdict: true, CheckedAt: 1763730001},                                               // not suspicious, following 0: ratio null
+		{PK: 7, Followers: 1, Following: math.MaxUint32, Percentile: 1e-7},                                   // a ratio in exponent form, a percentile rounded to 0
+		{PK: math.MaxInt64, Followers: math.MaxUint32, Following: 1, Rank: 1, DenseRank: 1, Percentile: 100}, // the largest numbers
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 1000 {
+		infs = append(infs, Influencer{PK: r.Int64N(1 << 40), Followers: r.Uint32(), Following: r.Uint32N(3000),
+			PolledAt: r.Int64N(1 << 33), Rank: r.IntN(1e6), DenseRank: r.IntN(1e6), Percentile: 100 * r.Float64(),
+			HasVerdict: r.IntN(2) == 0, Suspicious: r.IntN(2) == 0, CheckedAt: r.Int64N(1 << 33)})
+	}
+	for i := range infs {
+		if !infs[i].HasVerdict {
+			infs[i].Suspicious, infs[i].CheckedAt = false, 0
+		}
+	}
+	return infs
+}
+
 // TestInfluencerEncoding: the hand encoder writes what encoding/json would.
 func TestInfluencerEncoding(t *testing.T) {
-	ratio := 57166.0 / 1328
-	tiny := 1e-9
-	yes, no := true, false
-	for _, j := range []InfluencerJSON{
-		{PK: 1000001, Username: "influencer-1000001", FollowerCount: 57166, FollowingCount: 1328, FollowerRatio: &ratio,
-			Rank: 12, DenseRank: 10, Percentile: 99.9988, Total: 1000000, PolledAt: "2026-11-22T02:56:50Z"},
-		{PK: 1000002, Username: "influencer-1000002", FollowerCount: 5000, FollowingCount: 1328, FollowerRatio: &ratio,
-			Rank: 12, DenseRank: 10, Percentile: 9.5, Total: 1000000, PolledAt: "2026-11-22T02:56:50Z",
-			Suspicious: &yes, CheckedAt: "2026-11-21T13:00:01Z"},
-		{PK: 1000003, Suspicious: &no, CheckedAt: "2026-11-21T13:00:01Z"},
-		{PK: 5, Username: `we"ird`, FollowerCount: 5000, Percentile: 100, Total: 1, PolledAt: "x"},
-		{PK: 7, FollowerRatio: &tiny, Percentile: 1e-7},
-	} {
-		want, _ := json.Marshal(j)
-		if got := appendInfluencer(nil, j); string(got) != string(want)+"\n" {
-			t.Fatalf("hand encoding\n%s\nencoding/json\n%s", got, want)
+	for _, inf := range influencerCases() {
+		want, _ := json.Marshal(toJSON(inf, 1_000_000))
+		if got := appendInfluencer(nil, inf, 1_000_000); string(got) != string(want) {
+			t.Fatalf("hand encoding of %+v\n%s\nencoding/json\n%s", inf, got, want)
+		}
+	}
+}
+
+// TestListEncoding: /top and /suspicious pages are what encoding/json
+// would write for the same map, empty pages included.
+func TestListEncoding(t *testing.T) {
+	all := influencerCases()
+	for _, c := range []struct{ n, limit, offset, total int }{{0, 0, 0, 0}, {0, 10, 5, 3}, {1, 0, 0, 1}, {100, 100, 900, 1005}, {len(all), 0, 0, len(all)}} {
+		infs := all[:c.n]
+		entries := make([]InfluencerJSON, 0, len(infs))
+		for _, inf := range infs {
+			entries = append(entries, toJSON(inf, 123))
+		}
+		m := map[string]any{"influencers": entries, "offset": c.offset, "total": c.total}
+		if c.limit > 0 {
+			m["limit"] = c.limit
+		}
+		want, _ := json.Marshal(m)
+		rec := httptest.NewRecorder()
+		writeList(rec, infs, 123, c.limit, c.offset, c.total)
+		if got := rec.Body.String(); got != string(want)+"\n" {
+			t.Fatalf("%+v: hand encoding\n%.300s\nencoding/json\n%.300s", c, got, want)
+		}
+		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
+			t.Fatalf("Content-Type %q", ct)
 		}
 	}
 }

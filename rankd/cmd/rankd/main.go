@@ -31,6 +31,7 @@ type cli struct {
 	ExposeRanks      bool          `name:"expose.ranks" help:"Also expose every influencer's rank on /metrics as mockstagram_influencer_rank{pk} (1M series: about 45 MB a scrape, see docs/rankd.md)."`
 	WebListenAddress []string      `name:"web.listen-address" default:":9867" sep:"," help:"Addresses to serve the API and /metrics on."`
 	WebConfigFile    string        `name:"web.config.file" type:"existingfile" help:"Prometheus exporter-toolkit web config file for TLS and basic auth."`
+	WebEnablePprof   bool          `name:"web.enable-pprof" help:"Serve Go profiling endpoints under /debug/pprof/."`
 	Log              logging.Flags `embed:""`
 }
 
@@ -103,7 +104,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("invalid configuration", "err", err)
 		return 2
 	}
-	web, err := webserver.Listen(webserver.Config{ListenAddresses: c.WebListenAddress, WebConfigFile: c.WebConfigFile}, srv.Handler(), log)
+	h := srv.Handler()
+	if c.WebEnablePprof {
+		h = webserver.WithPprof(h)
+	}
+	web, err := webserver.Listen(webserver.Config{ListenAddresses: c.WebListenAddress, WebConfigFile: c.WebConfigFile}, h, log)
 	if err != nil {
 		log.Error("cannot serve", "err", err)
 		return 1
