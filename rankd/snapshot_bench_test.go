@@ -167,28 +167,38 @@ func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) WriteHeader(code int)        { d.code = code }
 func (d *discardWriter) Write(p []byte) (int, error) { d.n += len(p); return len(p), nil }
 
-// BenchmarkInfluencerHandler1M is rankd's own CPU for one
-// GET /api/v1/influencers/{pk} among 1M influencers: routing, the lookup
-// and the JSON: everything rankd adds to net/http's connection handling,
-// which wrk measures with it (docs/rankd.md).
-func BenchmarkInfluencerHandler1M(b *testing.B) {
-	srv := benchServer(b)
-	h := srv.Handler()
-	reqs := make([]*http.Request, 1024)
-	for i := range reqs {
-		reqs[i] = httptest.NewRequest(http.MethodGet, "/api/v1/influencers/"+strconv.Itoa(1_000_000+(i*7919)%benchN), nil)
+// BenchmarkHandler1M is rankd's own CPU for one API request among 1M
+// influencers: routing, the lookup and the JSON, everything rankd adds to
+// net/http's connection handling (which wrk measures with it, see
+// docs/rankd.md). "influencer" is GET /api/v1/influencers/{pk} at pks
+// spread over the range, "top-1000" the largest leaderboard page.
+func BenchmarkHandler1M(b *testing.B) {
+	h := benchServer(b).Handler()
+	influencers := make([]*http.Request, 1024)
+	for i := range influencers {
+		influencers[i] = httptest.NewRequest(http.MethodGet, "/api/v1/influencers/"+strconv.Itoa(1_000_000+(i*7919)%benchN), nil)
 	}
-	w := &discardWriter{h: http.Header{}}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		clear(w.h)
-		w.code = 0
-		h.ServeHTTP(w, reqs[i%len(reqs)])
-		if w.code != 0 && w.code != http.StatusOK {
-			b.Fatalf("status %d", w.code)
-		}
-		i++
+	for _, c := range []struct {
+		name string
+		reqs []*http.Request
+	}{
+		{"influencer", influencers},
+		{"top-1000", []*http.Request{httptest.NewRequest(http.MethodGet, "/api/v1/top?n=1000&offset=5000", nil)}},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				clear(w.h)
+				w.code = 0
+				h.ServeHTTP(w, c.reqs[i%len(c.reqs)])
+				if w.code != 0 && w.code != http.StatusOK {
+					b.Fatalf("status %d", w.code)
+				}
+				i++
+			}
+		})
 	}
 }
 
