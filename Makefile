@@ -15,7 +15,8 @@ CMDS := mockstagram-sim=./simulator/cmd/mockstagram-sim \
         mockstagram_exporter=./exporter/cmd/mockstagram_exporter \
         exporter-loadtest=./exporter/cmd/exporter-loadtest \
         mockstagram-stack=./deploy/cmd/mockstagram-stack \
-        rankd=./rankd/cmd/rankd
+        rankd=./rankd/cmd/rankd \
+        rankd-loadtest=./rankd/cmd/rankd-loadtest
 
 # VictoriaMetrics components, pinned by the tool directives in go.mod and
 # built from the module proxy. They depend on go.mod only, so a warm build
@@ -27,7 +28,7 @@ VM_PKG   := github.com/VictoriaMetrics/VictoriaMetrics/app
 # with the root module's); test and lint cover them too.
 SUBMODULES := $(patsubst %/go.mod,%,$(wildcard grafana/plugin/go.mod deploy/validate/go.mod))
 
-.PHONY: help build tools test bench bench-scale lint run loadtest clean plugin plugin-validate
+.PHONY: help build tools test bench bench-scale bench-rankd-http lint run loadtest clean plugin plugin-validate
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -61,6 +62,9 @@ run: build ## run the whole pipeline locally: simulator, exporters, VictoriaMetr
 
 loadtest: build ## measure one exporter polling 1M influencers a minute (ARGS='...' to change)
 	$(BIN)/exporter-loadtest $(ARGS)
+
+bench-rankd-http: build ## measure rankd's HTTP latency and CPU per request with wrk, against the API and its empty /-/healthy (ARGS='--generator=h2load' for a fixed rate)
+	$(BIN)/rankd-loadtest $(ARGS)
 
 # The scaling proof (docs/scaling.md). Each run is shards:simulators:influencers,
 # polled once a minute: first 1M split over 1, 2 and 4 shards, then 1M per

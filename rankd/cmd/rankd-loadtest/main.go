@@ -1,0 +1,369 @@
+// Command rankd-loadtest measures rankd's HTTP latency the way
+// docs/rankd.md quotes it. It starts a simulator, one exporter and rankd
+// from bin/, waits until rankd's snapshot holds every influencer, then runs
+// a load generator from Debian against GET /api/v1/influencers/{pk} at
+// random pks and, alternating with it, against rankd's empty /-/healthy:
+// the floor that net/http and the machine give any answer. Refreshes run
+// all along. It prints every run and the medians: requests/s, p50, p90,
+// p99 and rankd's CPU per request.
+//
+// Two generators: wrk (a closed loop: each connection sends its next
+// request when the answer arrives, so it finds the saturation point) and
+// h2load (a fixed rate per connection).
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+)
+
+type cli struct {
+	BinDir      string        `name:"bin.dir" default:"bin" help:"Directory holding mockstagram-sim, mockstagram_exporter and rankd."`
+	WorkDir     string        `name:"work.dir" default:"data/rankd-loadtest" help:"Where process logs and the generator's files go."`
+	PKCount     int           `name:"pk.count" default:"1000000" help:"Influencers (from pk 1000000), all polled once a minute."`
+	Generator   string        `name:"generator" default:"wrk" enum:"wrk,h2load" help:"Load generator: wrk (closed loop) or h2load (fixed rate)."`
+	Connections int           `name:"connections" help:"Connections (default: 2 for wrk, 20 for h2load)."`
+	Rate        int           `name:"rate" default:"10000" help:"h2load only: requests/s over all connections."`
+	Duration    time.Duration `name:"duration" default:"15s" help:"Length of one run."`
+	Runs        int           `name:"runs" default:"5" help:"Runs per target; the API and /-/healthy alternate."`
+	Refresh     time.Duration `name:"refresh.interval" default:"5s" help:"rankd --refresh.interval."`
+	RankdArgs   []string      `name:"rankd.arg" help:"Extra flag for rankd (repeatable)."`
+	JSON        string        `name:"json" help:"Also write the runs as JSON to this file."`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var c cli
+	kong.Parse(&c, kong.Name("rankd-loadtest"), kong.Description("Measures rankd's HTTP latency under a load generator while refreshes run."),
+		kong.DefaultEnvars("RANKD_LOADTEST"))
+	if err := run(ctx, &c, os.Stdout); err != nil {
+		fmt.Fprintf(os.Stderr, "rankd-loadtest: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+// result is one run of the generator against one target.
+type result struct {
+	Target      string  `json:"target"` // "api" or "healthy"
+	Requests    int     `json:"requests"`
+	PerSecond   float64 `json:"requestsPerSecond"`
+	P50Ms       float64 `json:"p50Ms"`
+	P90Ms       float64 `json:"p90Ms"`
+	P99Ms       float64 `json:"p99Ms"`
+	CPUPerReqUs float64 `json:"rankdCpuPerRequestUs"`
+}
+
+func run(ctx context.Context, c *cli, out io.Writer) error {
+	if c.Connections == 0 {
+		c.Connections = map[string]int{"wrk": 2, "h2load": 20}[c.Generator]
+	}
+	if _, err := exec.LookPath(c.Generator); err != nil {
+		pkg := map[string]string{"wrk": "wrk", "h2load": "nghttp2-client"}[c.Generator]
+		return fmt.Errorf("%s is not installed; install it with apt-get install %s", c.Generator, pkg)
+	}
+	if c.Generator == "h2load" && c.Rate < c.Connections {
+		return fmt.Errorf("rate=%d is below one request/s per connection (connections=%d)", c.Rate, c.Connections)
+	}
+	ports, err := proc.FreePorts(3)
+	if err != nil {
+		return err
+	}
+	var procs []*proc.Proc
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			procs[i].Stop(15 * time.Second)
+		}
+	}()
+	start := func(name, bin string, args ...string) (*proc.Proc, error) {
+		p, err := proc.Start(name, filepath.Join(c.BinDir, bin), args, filepath.Join(c.WorkDir, name+".log"), nil)
+		if err == nil {
+			procs = append(procs, p)
+		}
+		return p, err
+	}
+	pkMax := strconv.Itoa(1_000_000 + c.PKCount - 1)
+	sim := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	exp := fmt.Sprintf("127.0.0.1:%d", ports[1])
+	rk := fmt.Sprintf("127.0.0.1:%d", ports[2])
+	if _, err := start("sim", "mockstagram-sim", "--web.listen-address="+sim, "--pk.max="+pkMax, "--seed=1", "--log.level=warn"); err != nil {
+		return err
+	}
+	if _, err := start("exporter", "mockstagram_exporter", "--web.listen-address="+exp, "--pk.max="+pkMax,
+		"--mockstagram.url=http://"+sim, "--log.level=warn"); err != nil {
+		return err
+	}
+	rankd, err := start("rankd", "rankd", append([]string{"--web.listen-address=" + rk, "--exporter.url=http://" + exp,
+		"--refresh.interval=" + c.Refresh.String(), "--log.level=warn"}, c.RankdArgs...)...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "waiting until rankd holds all %d influencers (the exporter's first poll cycle, about a minute)...\n", c.PKCount)
+	if err := waitComplete(ctx, "http://"+rk, c.PKCount, procs); err != nil {
+		return err
+	}
+
+	targets := map[string]string{"api": "", "healthy": "http://" + rk + "/-/healthy"}
+	var gen func(ctx context.Context, target string) (result, error)
+	switch c.Generator {
+	case "wrk":
+		script := filepath.Join(c.WorkDir, "random-pk.lua")
+		if err := os.WriteFile(script, fmt.Appendf(nil, "request = function()\n  return wrk.format(\"GET\", \"/api/v1/influencers/\" .. math.random(1000000, %s))\nend\n", pkMax), 0o644); err != nil {
+			return err
+		}
+		gen = func(ctx context.Context, target string) (result, error) {
+			args := []string{"-t1", "-c" + strconv.Itoa(c.Connections), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())), "--latency"}
+			url := targets[target]
+			if target == "api" {
+				args, url = append(args, "-s", script), "http://"+rk
+			}
+			b, err := exec.CommandContext(ctx, "wrk", append(args, url)...).CombinedOutput()
+			if err != nil {
+				return result{}, fmt.Errorf("wrk: %v\n%s", err, b)
+			}
+			return parseWrk(string(b))
+		}
+	case "h2load":
+		uris := map[string]string{"api": filepath.Join(c.WorkDir, "uris-api.txt"), "healthy": filepath.Join(c.WorkDir, "uris-healthy.txt")}
+		if err := writeURIs(uris["api"], "http://"+rk, c.PKCount); err != nil {
+			return err
+		}
+		if err := os.WriteFile(uris["healthy"], []byte(targets["healthy"]+"\n"), 0o644); err != nil {
+			return err
+		}
+		gen = func(ctx context.Context, target string) (result, error) {
+			log := filepath.Join(c.WorkDir, "h2load.log")
+			os.Remove(log)
+			args := []string{"--h1", "-c", strconv.Itoa(c.Connections), "--rps", strconv.Itoa(c.Rate / c.Connections),
+				"-D", strconv.Itoa(int(c.Duration.Seconds())), "-i", uris[target], "--log-file=" + log}
+			if b, err := exec.CommandContext(ctx, "h2load", args...).CombinedOutput(); err != nil {
+				return result{}, fmt.Errorf("h2load: %v\n%s", err, b)
+			}
+			f, err := os.Open(log)
+			if err != nil {
+				return result{}, err
+			}
+			defer f.Close()
+			return parseH2loadLog(f)
+		}
+	}
+
+	fmt.Fprintf(out, "%s, %d connection(s), %s per run, %d run(s) per target, rankd refreshing every %s\n",
+		c.Generator, c.Connections, c.Duration, c.Runs, c.Refresh)
+	var runs []result
+	for range c.Runs {
+		for _, target := range []string{"api", "healthy"} {
+			cpu0, _ := rankd.CPU()
+			r, err := gen(ctx, target)
+			if err != nil {
+				return err
+			}
+			cpu1, _ := rankd.CPU()
+			r.Target = target
+			r.CPUPerReqUs = float64((cpu1 - cpu0).Microseconds()) / float64(r.Requests)
+			fmt.Fprintln(out, "  "+r.String())
+			runs = append(runs, r)
+			for _, p := range procs {
+				select {
+				case <-p.Done():
+					return fmt.Errorf("%s exited: %v\n%s", p.Name, p.Err(), p.Tail(20))
+				default:
+				}
+			}
+		}
+	}
+	fmt.Fprintf(out, "medians of %d run(s):\n", c.Runs)
+	for _, target := range []string{"api", "healthy"} {
+		fmt.Fprintln(out, "  "+medians(runs, target).String())
+	}
+	if c.JSON != "" {
+		b, _ := json.MarshalIndent(runs, "", "  ")
+		return os.WriteFile(c.JSON, append(b, '\n'), 0o644)
+	}
+	return nil
+}
+
+func (r result) String() string {
+	return fmt.Sprintf("%-8s %8.0f req/s  p50 %6.3f ms  p90 %6.3f ms  p99 %6.3f ms  rankd CPU %5.1f us/request",
+		r.Target, r.PerSecond, r.P50Ms, r.P90Ms, r.P99Ms, r.CPUPerReqUs)
+}
+
+// waitComplete waits until rankd's snapshot is complete and holds n
+// influencers, or a process dies.
+func waitComplete(ctx context.Context, base string, n int, procs []*proc.Proc) error {
+	for {
+		var st struct {
+			Complete    bool `json:"complete"`
+			Influencers int  `json:"influencers"`
+		}
+		if resp, err := http.Get(base + "/api/v1/status"); err == nil {
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if st.Complete && st.Influencers == n {
+			return nil
+		}
+		for _, p := range procs {
+			select {
+			case <-p.Done():
+				return fmt.Errorf("%s exited: %v\n%s", p.Name, p.Err(), p.Tail(20))
+			default:
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// writeURIs writes h2load's input: random influencer URLs, cycled through.
+func writeURIs(path, base string, n int) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 200_000 {
+		fmt.Fprintf(w, "%s/api/v1/influencers/%d\n", base, 1_000_000+r.IntN(n))
+	}
+	if err := w.Flush(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+var (
+	wrkPercentile = regexp.MustCompile(`(?m)^\s+(50|90|99)%\s+([0-9.]+)(us|ms|s)\s*$`)
+	wrkRequests   = regexp.MustCompile(`(?m)^\s*(\d+) requests in ([0-9.]+)(us|ms|s|m)`)
+	wrkErrors     = regexp.MustCompile(`(?m)^\s*(Non-2xx or 3xx responses|Socket errors):.*$`)
+)
+
+// parseWrk reads wrk --latency's report. Any error answer or socket error
+// fails the run: latencies of errors are not latencies of answers.
+func parseWrk(s string) (result, error) {
+	if m := wrkErrors.FindString(s); m != "" {
+		return result{}, fmt.Errorf("wrk saw errors (%s); the figures would not be of answers:\n%s", strings.TrimSpace(m), s)
+	}
+	var r result
+	m := wrkRequests.FindStringSubmatch(s)
+	if m == nil {
+		return result{}, fmt.Errorf("no request count in wrk's output:\n%s", s)
+	}
+	r.Requests, _ = strconv.Atoi(m[1])
+	secs, _ := strconv.ParseFloat(m[2], 64)
+	secs *= map[string]float64{"us": 1e-6, "ms": 1e-3, "s": 1, "m": 60}[m[3]]
+	if r.Requests == 0 || secs == 0 {
+		return result{}, fmt.Errorf("wrk made no requests:\n%s", s)
+	}
+	r.PerSecond = float64(r.Requests) / secs
+	found := 0
+	for _, m := range wrkPercentile.FindAllStringSubmatch(s, -1) {
+		v, _ := strconv.ParseFloat(m[2], 64)
+		v *= map[string]float64{"us": 1e-3, "ms": 1, "s": 1e3}[m[3]]
+		switch m[1] {
+		case "50":
+			r.P50Ms = v
+		case "90":
+			r.P90Ms = v
+		case "99":
+			r.P99Ms = v
+		}
+		found++
+	}
+	if found != 3 {
+		return result{}, fmt.Errorf("no latency distribution in wrk's output (was --latency given?):\n%s", s)
+	}
+	return r, nil
+}
+
+// parseH2loadLog reads h2load's --log-file: per request, the start time
+// (us since the epoch), the status and the microseconds to the end of the
+// answer. Percentiles are nearest rank.
+func parseH2loadLog(f io.Reader) (result, error) {
+	var lat []int64
+	var first, last int64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		cols := strings.Split(sc.Text(), "\t")
+		if len(cols) < 3 {
+			return result{}, fmt.Errorf("h2load log line %q has fewer than 3 columns", sc.Text())
+		}
+		start, err1 := strconv.ParseInt(cols[0], 10, 64)
+		d, err2 := strconv.ParseInt(cols[2], 10, 64)
+		if err := errors.Join(err1, err2); err != nil {
+			return result{}, fmt.Errorf("h2load log line %q: %w", sc.Text(), err)
+		}
+		if cols[1] != "200" {
+			return result{}, fmt.Errorf("h2load got status %s; the figures would not be of answers", cols[1])
+		}
+		if len(lat) == 0 || start < first {
+			first = start
+		}
+		last = max(last, start)
+		lat = append(lat, d)
+	}
+	if err := sc.Err(); err != nil {
+		return result{}, err
+	}
+	if len(lat) < 2 || last == first {
+		return result{}, errors.New("h2load made fewer than 2 requests")
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))]) / 1e3 }
+	return result{Requests: len(lat), PerSecond: float64(len(lat)) / (float64(last-first) / 1e6),
+		P50Ms: q(0.5), P90Ms: q(0.9), P99Ms: q(0.99)}, nil
+}
+
+// medians is the median of every figure over the runs against target.
+func medians(runs []result, target string) result {
+	med := func(f func(result) float64) float64 {
+		var v []float64
+		for _, r := range runs {
+			if r.Target == target {
+				v = append(v, f(r))
+			}
+		}
+		if len(v) == 0 {
+			return 0
+		}
+		slices.Sort(v)
+		if len(v)%2 == 1 {
+			return v[len(v)/2]
+		}
+		return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	}
+	return result{Target: target,
+		PerSecond:   med(func(r result) float64 { return r.PerSecond }),
+		P50Ms:       med(func(r result) float64 { return r.P50Ms }),
+		P90Ms:       med(func(r result) float64 { return r.P90Ms }),
+		P99Ms:       med(func(r result) float64 { return r.P99Ms }),
+		CPUPerReqUs: med(func(r result) float64 { return r.CPUPerReqUs }),
+	}
+}
