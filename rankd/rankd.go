@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,7 @@ import (
 type Config struct {
 	Sources []string      // exporter base URLs (their /api/v1/snapshot)
 	Refresh time.Duration // how often the snapshot is rebuilt
-	Timeout time.Duration // per source fetch
+	Timeout time.Duration // deadline of one refresh, shared by the sources in turn
 	// ExposeRanks adds every influencer's rank to /metrics.
 	ExposeRanks bool
 	Logger      *slog.Logger
@@ -97,7 +98,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, client: &http.Client{Timeout: cfg.Timeout}}
+	s := &Server{cfg: cfg, log: cfg.Logger, client: &http.Client{}} // deadlines come from Refresh
 	for _, u := range cfg.Sources {
 		u = strings.TrimRight(u, "/")
 		s.sources = append(s.sources, &source{url: u, status: SourceStatus{URL: u}})
@@ -152,7 +153,11 @@ func (s *Server) Run(ctx context.Context) {
 //
 // Sources are read one after another, each decoded straight into the
 // snapshot being built: no per-source copy is kept, and the refresh uses
-// one core, leaving the other to the readers.
+// one core, leaving the other to the readers. The whole refresh ends
+// within Config.Timeout: source k of n must be read by start + (k+1)/n of
+// it, so time a source leaves unused goes to the next, and one that hangs
+// is cut off at the end of its share instead of holding up the rest.
+// Sources healthy on the last refresh are read first.
 func (s *Server) Refresh(ctx context.Context) {
 	start := time.Now()
 	s.mu.Lock()
@@ -160,9 +165,17 @@ func (s *Server) Refresh(ctx context.Context) {
 	cur := s.snap.Load()
 	next := s.takeSpare()
 	next.layout(s.knownSpan())
+	order := slices.Clone(s.sources)
+	slices.SortStableFunc(order, func(a, b *source) int { return boolRank(a.status.Healthy) - boolRank(b.status.Healthy) })
+	reads := time.Now()
+	for k, src := range order {
+		deadline := reads.Add(s.cfg.Timeout * time.Duration(k+1) / time.Duration(len(order)))
+		fctx, cancel := context.WithDeadline(ctx, deadline)
+		s.fetch(fctx, src, next, cur)
+		cancel()
+	}
 	complete := true
 	for _, src := range s.sources {
-		s.fetch(ctx, src, next, cur)
 		complete = complete && src.known
 	}
 	next.Complete = complete
@@ -176,6 +189,14 @@ func (s *Server) Refresh(ctx context.Context) {
 	s.status.Store(&st)
 	s.tel.refreshes.Inc()
 	s.tel.refreshSeconds.Observe(time.Since(start).Seconds())
+}
+
+// boolRank orders true before false.
+func boolRank(b bool) int {
+	if b {
+		return 0
+	}
+	return 1
 }
 
 // spareWait bounds how long a refresh waits for the last reader of the
@@ -282,6 +303,10 @@ func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot) {
 	}()
 	st := &src.status
 	st.FetchMs = float64(time.Since(t0).Microseconds()) / 1000
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("not read whole by the end of its share of --refresh.timeout=%s (%.0f ms); the exporter is slow or hanging: %w",
+			s.cfg.Timeout, st.FetchMs, err)
+	}
 	if err != nil {
 		st.Healthy, st.LastError = false, err.Error()
 		s.tel.fetchErrors.WithLabelValues(src.url).Inc()

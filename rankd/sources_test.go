@@ -31,7 +31,9 @@ type fakeExporter struct {
 	h        snapwire.Header
 	recs     []snapwire.Record
 	fail     bool
-	truncate int // records to send before breaking off; -1 sends all
+	truncate int           // records to send before breaking off; -1 sends all
+	hang     bool          // with truncate: send that much, then stall until the reader gives up
+	delay    time.Duration // wait this long before answering
 }
 
 func startFake(t *testing.T, first, step int64, recs []snapwire.Record) *fakeExporter {
@@ -44,8 +46,8 @@ func startFake(t *testing.T, first, step int64, recs []snapwire.Record) *fakeExp
 			return
 		}
 		f.mu.Lock()
-		defer f.mu.Unlock()
 		if f.fail {
+			f.mu.Unlock()
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
@@ -55,7 +57,18 @@ func startFake(t *testing.T, first, step int64, recs []snapwire.Record) *fakeExp
 		if f.truncate >= 0 {
 			data = data[:len(data)-(len(f.recs)-f.truncate)*snapwire.RecordSize]
 		}
+		hang, delay := f.hang, f.delay
+		f.mu.Unlock()
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
 		w.Write(data)
+		if hang {
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
+		}
 	}))
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
@@ -66,6 +79,18 @@ func (f *fakeExporter) set(first, step int64, recs []snapwire.Record) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.h, f.recs = snapwire.Header{First: first, Step: step, N: uint32(len(recs))}, recs
+}
+
+func (f *fakeExporter) setDelay(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.delay = d
+}
+
+func (f *fakeExporter) setHang(hang bool, truncate int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.hang, f.truncate = hang, truncate
 }
 
 func (f *fakeExporter) setFail(fail bool, truncate int) {
@@ -231,6 +256,81 @@ func TestSourceMerge(t *testing.T) {
 		t.Fatalf("status %+v", st)
 	}
 	check("b refused", map[int64]uint32{pkMin + 2: 22, pkMin + 3: 23, pkMin + 4: 24, pkMin + 10: 7, pkMin + 15: 8}, 14)
+}
+
+// TestHangingSource: an exporter that stops sending mid-snapshot is cut
+// off at the end of its share of --refresh.timeout; the others are read
+// whole in the same refresh, it keeps its last data, and once it has
+// failed it is read after the healthy ones.
+func TestHangingSource(t *testing.T) {
+	rec := func(f uint32) snapwire.Record { return snapwire.Record{Followers: f, Following: 1, TimeMs: tPoll} }
+	hang := startFake(t, pkMin, 3, []snapwire.Record{rec(10), rec(13), rec(16)})
+	a := startFake(t, pkMin+1, 3, []snapwire.Record{rec(11), rec(14), rec(17)})
+	b := startFake(t, pkMin+2, 3, []snapwire.Record{rec(12), rec(15), rec(18)})
+	const timeout = 900 * time.Millisecond // a share of 300 ms each
+	srv, err := rankd.New(rankd.Config{Sources: []string{hang.URL, a.URL, b.URL}, Refresh: time.Second, Timeout: timeout,
+		Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	followers := func() (out []uint32) {
+		snap := srv.Snapshot()
+		for pk := int64(pkMin); pk < pkMin+9; pk++ {
+			inf, _ := snap.Lookup(pk)
+			out = append(out, inf.Followers)
+		}
+		return out
+	}
+	refresh := func() time.Duration {
+		t0 := time.Now()
+		srv.Refresh(context.Background())
+		return time.Since(t0)
+	}
+
+	// Never answered whole: its first record counts, the snapshot is not
+	// complete, and the others are read in full although it comes first.
+	hang.setHang(true, 1)
+	if d := refresh(); d > 10*timeout {
+		t.Fatalf("the refresh took %s, waiting for the hanging exporter", d)
+	}
+	if got, want := fmt.Sprint(followers()), "[10 11 12 0 14 15 0 17 18]"; got != want {
+		t.Fatalf("followers %s, want %s", got, want)
+	}
+	st := srv.Status()
+	if srv.Snapshot().Complete || st[0].Healthy || !st[1].Healthy || !st[2].Healthy ||
+		!strings.Contains(st[0].LastError, "not read whole by the end of its share of --refresh.timeout=900ms") {
+		t.Fatalf("complete %v, status %+v", srv.Snapshot().Complete, st)
+	}
+
+	// Whole once, then hanging from the start: its data stays, the others
+	// are new.
+	hang.setHang(false, -1)
+	refresh()
+	if !srv.Snapshot().Complete {
+		t.Fatalf("status %+v", srv.Status())
+	}
+	a.set(pkMin+1, 3, []snapwire.Record{rec(21), rec(24), rec(27)})
+	hang.setHang(true, 0)
+	refresh()
+	if got, want := fmt.Sprint(followers()), "[10 21 12 13 24 15 16 27 18]"; got != want {
+		t.Fatalf("followers %s, want %s", got, want)
+	}
+	if st := srv.Status(); st[0].Healthy || !srv.Snapshot().Complete {
+		t.Fatalf("status %+v", st)
+	}
+
+	// Now read last, it has the time the others left: merely slow (longer
+	// than the 300 ms share it had when read first), it is read whole.
+	hang.setHang(false, -1)
+	hang.setDelay(timeout / 2)
+	hang.set(pkMin, 3, []snapwire.Record{rec(30), rec(33), rec(36)})
+	refresh()
+	if got, want := fmt.Sprint(followers()), "[30 21 12 33 24 15 36 27 18]"; got != want {
+		t.Fatalf("followers %s, want %s", got, want)
+	}
+	if st := srv.Status(); !st[0].Healthy || !st[1].Healthy || !st[2].Healthy {
+		t.Fatalf("status %+v", st)
+	}
 }
 
 // TestSuspiciousErrors: bad paging is a 400 naming the parameter; nothing

@@ -27,7 +27,7 @@ type cli struct {
 	ExporterURL      []string      `name:"exporter.url" sep:"," help:"Exporter shard base URL to read (repeatable, or comma-separated)."`
 	ExporterURLsFile string        `name:"exporter.urls-file" type:"existingfile" help:"File with one exporter base URL per line (# comments allowed), in addition to --exporter.url."`
 	RefreshInterval  time.Duration `name:"refresh.interval" default:"5s" help:"Rebuild the snapshot this often; answers are never older than this plus one refresh."`
-	RefreshTimeout   time.Duration `name:"refresh.timeout" default:"10s" help:"Timeout of one exporter snapshot read."`
+	RefreshTimeout   time.Duration `name:"refresh.timeout" default:"4s" help:"Deadline of one refresh's exporter reads, shared in turn (healthy exporters first): one that hangs is cut off at the end of its share and keeps its last data."`
 	ExposeRanks      bool          `name:"expose.ranks" help:"Also expose every influencer's rank on /metrics as mockstagram_influencer_rank{pk} (1M series: about 45 MB a scrape, see docs/rankd.md)."`
 	WebListenAddress []string      `name:"web.listen-address" default:":9867" sep:"," help:"Addresses to serve the API and /metrics on."`
 	WebConfigFile    string        `name:"web.config.file" type:"existingfile" help:"Prometheus exporter-toolkit web config file for TLS and basic auth."`

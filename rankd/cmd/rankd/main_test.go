@@ -26,7 +26,7 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(urls) != 0 || c.RefreshInterval != 5*time.Second || c.RefreshTimeout != 10*time.Second ||
+	if len(urls) != 0 || c.RefreshInterval != 5*time.Second || c.RefreshTimeout != 4*time.Second ||
 		strings.Join(c.WebListenAddress, " ") != ":9867" || c.WebConfigFile != "" || c.Log.Level != "info" || c.Log.Format != "logfmt" || c.ExposeRanks {
 		t.Fatalf("defaults: %+v, sources %v", c, urls)
 	}
