@@ -149,14 +149,25 @@ func TestSuspiciousChecksAreSpreadOverThePeriod(t *testing.T) {
 			t.Fatalf("quarter %d of the first two periods had %d checks, want about 100; all: %v", q, n, quarters)
 		}
 	}
-	// Each period checks every pk exactly once, in store order.
-	for p := range 2 {
-		seen := map[int64]int{}
-		for _, pk := range pks[p*400 : (p+1)*400] {
-			seen[pk]++
+	// Each period checks every pk exactly once: every pk is checked at
+	// least twice in the first two and a half periods, its checks one
+	// period apart. (Judged per pk: arrival order at the tap may swap two
+	// checks due at the same moment on either side of a period's end.)
+	at := map[int64][]time.Time{}
+	for i, pk := range pks {
+		at[pk] = append(at[pk], calls[i])
+	}
+	if len(at) != 400 {
+		t.Fatalf("%d distinct pks checked, want all 400", len(at))
+	}
+	for pk, ts := range at {
+		if len(ts) < 2 {
+			t.Fatalf("pk %d checked %d time(s) in two and a half periods, want at least 2", pk, len(ts))
 		}
-		if len(seen) != 400 {
-			t.Fatalf("period %d checked %d distinct pks in its 400 checks, want all 400 once", p, len(seen))
+		for k := 1; k < len(ts); k++ {
+			if gap := ts[k].Sub(ts[k-1]); gap < period*3/4 || gap > period*5/4 {
+				t.Fatalf("pk %d checked %s after its previous check, want one period (%s)", pk, gap, period)
+			}
 		}
 	}
 }
