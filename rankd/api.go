@@ -238,7 +238,9 @@ func writeList(w http.ResponseWriter, infs []Influencer, count, limit, offset, t
 	b = append(b, `,"total":`...)
 	b = strconv.AppendInt(b, int64(total), 10)
 	b = append(b, "}\n"...)
-	w.Header()["Content-Type"] = jsonContentType
+	h := w.Header()
+	h["Content-Type"] = jsonContentType
+	h["Content-Length"] = []string{strconv.Itoa(len(b))} // else a page over 2 KB goes out chunked
 	w.Write(b)
 }
 

@@ -81,6 +81,7 @@ type Server struct {
 	status  atomic.Pointer[[]SourceStatus] // published at the end of each refresh
 	mu      sync.Mutex                     // guards sources, spare and scratch (the refresher's own state)
 	sources []*source
+	order   []*source // read order: a source that fails moves behind the others and stays there
 	// The refresher builds into the arrays of the snapshot before the
 	// current one, and reuses its sort buffer, so a refresh of 1M
 	// influencers allocates nothing and leaves no garbage to slow the
@@ -103,6 +104,7 @@ func New(cfg Config) (*Server, error) {
 		u = strings.TrimRight(u, "/")
 		s.sources = append(s.sources, &source{url: u, status: SourceStatus{URL: u}})
 	}
+	s.order = slices.Clone(s.sources)
 	s.tel = newTelemetry(s)
 	return s, nil
 }
@@ -153,11 +155,11 @@ func (s *Server) Run(ctx context.Context) {
 //
 // Sources are read one after another, each decoded straight into the
 // snapshot being built: no per-source copy is kept, and the refresh uses
-// one core, leaving the other to the readers. The whole refresh ends
-// within Config.Timeout: source k of n must be read by start + (k+1)/n of
-// it, so time a source leaves unused goes to the next, and one that hangs
-// is cut off at the end of its share instead of holding up the rest.
-// Sources healthy on the last refresh are read first.
+// one core, leaving the other to the readers. The reads end within
+// Config.Timeout: source k of n must be read by (k+1)/n of it from the
+// start, so time a source leaves unused goes to the next, and one that
+// hangs is cut off at the end of its share instead of holding up the
+// rest. A source that fails is read after the others from then on.
 func (s *Server) Refresh(ctx context.Context) {
 	start := time.Now()
 	s.mu.Lock()
@@ -165,15 +167,19 @@ func (s *Server) Refresh(ctx context.Context) {
 	cur := s.snap.Load()
 	next := s.takeSpare()
 	next.layout(s.knownSpan())
-	order := slices.Clone(s.sources)
-	slices.SortStableFunc(order, func(a, b *source) int { return boolRank(a.status.Healthy) - boolRank(b.status.Healthy) })
-	reads := time.Now()
-	for k, src := range order {
-		deadline := reads.Add(s.cfg.Timeout * time.Duration(k+1) / time.Duration(len(order)))
+	reads, n := time.Now(), float64(len(s.order))
+	for k, src := range s.order {
+		deadline := reads.Add(time.Duration(float64(s.cfg.Timeout) * float64(k+1) / n))
 		fctx, cancel := context.WithDeadline(ctx, deadline)
 		s.fetch(fctx, src, next, cur)
 		cancel()
 	}
+	// Failed sources go behind the others, in the same order among
+	// themselves, and stay there once they recover: one that needs more
+	// than its share is read whole from the back, with the time the
+	// others leave, without flapping between healthy and failed.
+	failed := slices.DeleteFunc(slices.Clone(s.order), func(src *source) bool { return src.status.Healthy })
+	s.order = append(slices.DeleteFunc(s.order, func(src *source) bool { return !src.status.Healthy }), failed...)
 	complete := true
 	for _, src := range s.sources {
 		complete = complete && src.known
@@ -189,14 +195,6 @@ func (s *Server) Refresh(ctx context.Context) {
 	s.status.Store(&st)
 	s.tel.refreshes.Inc()
 	s.tel.refreshSeconds.Observe(time.Since(start).Seconds())
-}
-
-// boolRank orders true before false.
-func boolRank(b bool) int {
-	if b {
-		return 0
-	}
-	return 1
 }
 
 // spareWait bounds how long a refresh waits for the last reader of the

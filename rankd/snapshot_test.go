@@ -290,8 +290,8 @@ func TestListEncoding(t *testing.T) {
 		if got := rec.Body.String(); got != string(want)+"\n" {
 			t.Fatalf("%+v: hand encoding\n%.300s\nencoding/json\n%.300s", c, got, want)
 		}
-		if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
-			t.Fatalf("Content-Type %q", ct)
+		if ct, cl := rec.Header().Get("Content-Type"), rec.Header().Get("Content-Length"); ct != "application/json" || cl != strconv.Itoa(rec.Body.Len()) {
+			t.Fatalf("Content-Type %q, Content-Length %q for %d bytes", ct, cl, rec.Body.Len())
 		}
 	}
 }

@@ -331,6 +331,16 @@ func TestHangingSource(t *testing.T) {
 	if st := srv.Status(); !st[0].Healthy || !st[1].Healthy || !st[2].Healthy {
 		t.Fatalf("status %+v", st)
 	}
+	// Healthy again, it stays at the back: it keeps being read whole
+	// instead of going back to a 300 ms share and failing every other time.
+	for i := range 3 {
+		f := uint32(40 + i)
+		hang.set(pkMin, 3, []snapwire.Record{rec(f), rec(f), rec(f)})
+		refresh()
+		if got, want := fmt.Sprint(followers()), fmt.Sprintf("[%d 21 12 %d 24 15 %d 27 18]", f, f, f); got != want {
+			t.Fatalf("refresh %d after recovering: followers %s, want %s; status %+v", i, got, want, srv.Status())
+		}
+	}
 }
 
 // TestSuspiciousErrors: bad paging is a 400 naming the parameter; nothing

@@ -82,8 +82,11 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		pkg := map[string]string{"wrk": "wrk", "h2load": "nghttp2-client"}[c.Generator]
 		return fmt.Errorf("%s is not installed; install it with apt-get install %s", c.Generator, pkg)
 	}
-	if c.Generator == "h2load" && c.Rate < c.Connections {
-		return fmt.Errorf("rate=%d is below one request/s per connection (connections=%d)", c.Rate, c.Connections)
+	if c.Generator == "h2load" && (c.Rate < c.Connections || c.Rate%c.Connections != 0) {
+		return fmt.Errorf("rate=%d must be a multiple of connections=%d (h2load paces each connection at rate/connections)", c.Rate, c.Connections)
+	}
+	if c.Duration < time.Second || c.Duration%time.Second != 0 {
+		return fmt.Errorf("duration=%s must be whole seconds, at least 1s (the generators take seconds)", c.Duration)
 	}
 	ports, err := proc.FreePorts(3)
 	if err != nil {
@@ -119,7 +122,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(out, "waiting until rankd holds all %d influencers (the exporter's first poll cycle, about a minute)...\n", c.PKCount)
-	if err := waitComplete(ctx, "http://"+rk, c.PKCount, procs); err != nil {
+	if err := waitComplete(ctx, "http://"+rk, c.PKCount, procs, out); err != nil {
 		return err
 	}
 
@@ -173,12 +176,18 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	var runs []result
 	for range c.Runs {
 		for _, target := range []string{"api", "healthy"} {
-			cpu0, _ := rankd.CPU()
+			cpu0, err := rankd.CPU()
+			if err != nil {
+				return err
+			}
 			r, err := gen(ctx, target)
 			if err != nil {
 				return err
 			}
-			cpu1, _ := rankd.CPU()
+			cpu1, err := rankd.CPU()
+			if err != nil {
+				return fmt.Errorf("rankd: %w\n%s", err, rankd.Tail(20))
+			}
 			r.Target = target
 			r.CPUPerReqUs = float64((cpu1 - cpu0).Microseconds()) / float64(r.Requests)
 			fmt.Fprintln(out, "  "+r.String())
@@ -204,24 +213,31 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 }
 
 func (r result) String() string {
-	return fmt.Sprintf("%-8s %8.0f req/s  p50 %6.3f ms  p90 %6.3f ms  p99 %6.3f ms  rankd CPU %5.1f us/request",
+	return fmt.Sprintf("%-8s %8.0f req/s  p50 %6.3f ms  p90 %6.3f ms  p99 %6.3f ms  rankd CPU %5.1f us/request (refreshes included)",
 		r.Target, r.PerSecond, r.P50Ms, r.P90Ms, r.P99Ms, r.CPUPerReqUs)
 }
 
 // waitComplete waits until rankd's snapshot is complete and holds n
 // influencers, or a process dies.
-func waitComplete(ctx context.Context, base string, n int, procs []*proc.Proc) error {
+func waitComplete(ctx context.Context, base string, n int, procs []*proc.Proc, out io.Writer) error {
+	client := &http.Client{Timeout: 5 * time.Second}
+	last := time.Now()
 	for {
 		var st struct {
 			Complete    bool `json:"complete"`
 			Influencers int  `json:"influencers"`
 		}
-		if resp, err := http.Get(base + "/api/v1/status"); err == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api/v1/status", nil)
+		if resp, err := client.Do(req); err == nil {
 			json.NewDecoder(resp.Body).Decode(&st)
 			resp.Body.Close()
 		}
 		if st.Complete && st.Influencers == n {
 			return nil
+		}
+		if time.Since(last) >= 15*time.Second {
+			fmt.Fprintf(out, "  rankd holds %d of %d influencers\n", st.Influencers, n)
+			last = time.Now()
 		}
 		for _, p := range procs {
 			select {

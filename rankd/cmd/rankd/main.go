@@ -114,6 +114,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("serving", "addresses", web.Addrs(), "exporters", len(urls), "refresh", c.RefreshInterval)
+	if c.RefreshTimeout >= c.RefreshInterval {
+		log.Warn("--refresh.timeout is not below --refresh.interval: while an exporter hangs, every refresh takes the whole timeout and the snapshot can be up to interval + timeout old; lower --refresh.timeout",
+			"refresh.interval", c.RefreshInterval, "refresh.timeout", c.RefreshTimeout)
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { srv.Run(gctx); return nil })
 	g.Go(func() error { return web.Serve(gctx) })

@@ -176,4 +176,9 @@ func TestRunServesAndStops(t *testing.T) {
 		c.Close()
 		t.Fatalf("%s still accepts connections after rankd stopped", addr)
 	}
+	// A timeout of 5s against a 200ms interval is allowed, with a warning
+	// that says what it costs.
+	if !strings.Contains(stderr.String(), "--refresh.timeout is not below --refresh.interval") {
+		t.Fatalf("no warning about --refresh.timeout=5s with --refresh.interval=200ms; stderr:\n%s", stderr.String())
+	}
 }
