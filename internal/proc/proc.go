@@ -91,6 +91,19 @@ func (p *Proc) Stop(grace time.Duration) error {
 	return p.err
 }
 
+// Exited reports the first of ps that has exited, with its exit error and
+// the tail of its log; nil while all run.
+func Exited(ps []*Proc) error {
+	for _, p := range ps {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited: %v\n%s", p.Name, p.err, p.Tail(20))
+		default:
+		}
+	}
+	return nil
+}
+
 // Tail returns the last n lines of the process's log.
 func (p *Proc) Tail(n int) string {
 	b, err := os.ReadFile(p.LogPath)

@@ -165,12 +165,8 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 			if done {
 				return all, nil
 			}
-			for _, p := range procs {
-				select {
-				case <-p.Done():
-					return nil, fmt.Errorf("%s exited: %v\n%s", p.Name, p.Err(), p.Tail(20))
-				default:
-				}
+			if err := proc.Exited(procs); err != nil {
+				return nil, err
 			}
 			select {
 			case <-ctx.Done():

@@ -192,12 +192,8 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 			r.CPUPerReqUs = float64((cpu1 - cpu0).Microseconds()) / float64(r.Requests)
 			fmt.Fprintln(out, "  "+r.String())
 			runs = append(runs, r)
-			for _, p := range procs {
-				select {
-				case <-p.Done():
-					return fmt.Errorf("%s exited: %v\n%s", p.Name, p.Err(), p.Tail(20))
-				default:
-				}
+			if err := proc.Exited(procs); err != nil {
+				return err
 			}
 		}
 	}
@@ -239,12 +235,8 @@ func waitComplete(ctx context.Context, base string, n int, procs []*proc.Proc, o
 			fmt.Fprintf(out, "  rankd holds %d of %d influencers\n", st.Influencers, n)
 			last = time.Now()
 		}
-		for _, p := range procs {
-			select {
-			case <-p.Done():
-				return fmt.Errorf("%s exited: %v\n%s", p.Name, p.Err(), p.Tail(20))
-			default:
-			}
+		if err := proc.Exited(procs); err != nil {
+			return err
 		}
 		select {
 		case <-ctx.Done():
