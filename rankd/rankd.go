@@ -79,7 +79,7 @@ type Server struct {
 	client  *http.Client
 	snap    atomic.Pointer[Snapshot]
 	status  atomic.Pointer[[]SourceStatus] // published at the end of each refresh
-	mu      sync.Mutex                     // guards sources, spare and scratch (the refresher's own state)
+	mu      sync.Mutex                     // guards sources, order, spare and scratch (the refresher's own state)
 	sources []*source
 	order   []*source // read order: a source that fails moves behind the others and stays there
 	// The refresher builds into the arrays of the snapshot before the
