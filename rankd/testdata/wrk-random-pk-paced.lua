@@ -1,4 +1,4 @@
--- Paced variant of wrk-random-pk.lua: every connection waits 1 ms after each
+-- A paced wrk script (tried, see docs/rankd.md): every connection waits 1 ms after each
 -- answer before its next request, so the request rate is about
 -- connections x 1000/s minus latency (wrk has no open-loop mode; wrk2 is not
 -- packaged). Use -c 11 for about 10k requests/s.
