@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fastjson"
 )
 
@@ -84,11 +86,19 @@ var checkOutcomeNames = [numCheckOutcomes]string{
 // evenly spread, never a burst. The anchor is kept in the state file, so a
 // restarted exporter goes on where it stopped instead of starting a new day.
 type classifier struct {
-	e      *Exporter
-	cfg    SuspiciousConfig
-	client *http.Client
-	sem    chan struct{}
-	now    func() time.Time
+	cfg      SuspiciousConfig
+	store    *Store
+	upstream func(pk int64) *Upstream // where the pk is polled; its classifier is there too
+	// The poll interval: the cold first pass starts one interval after the
+	// start, and catch-up checks after a restart wait one, so that every
+	// check posts freshly polled counts.
+	pollInterval time.Duration
+	tel          *checkTelemetry
+	logs         *logLimiter
+	log          *slog.Logger
+	client       *http.Client
+	sem          chan struct{}
+	now          func() time.Time
 
 	anchorMs atomic.Int64 // Unix ms of position 0; 0 until run starts or state sets it
 	resumed  bool         // the anchor came from the state file
@@ -103,23 +113,53 @@ type classifier struct {
 	busy   map[int32]struct{}
 }
 
-func newClassifier(e *Exporter, cfg SuspiciousConfig, tlsConfig *tls.Config) *classifier {
+// classifierDeps is what a classifier uses of the shard around it.
+type classifierDeps struct {
+	store        *Store
+	upstream     func(pk int64) *Upstream
+	pollInterval time.Duration
+	tlsConfig    *tls.Config
+	dial         func(ctx context.Context, network, addr string) (net.Conn, error) // nil = TCP
+	tel          *checkTelemetry
+	logs         *logLimiter
+	log          *slog.Logger
+}
+
+func newClassifier(cfg SuspiciousConfig, d classifierDeps) *classifier {
 	tr := &http.Transport{
 		Proxy:               http.ProxyFromEnvironment,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:     tlsConfig,
+		TLSClientConfig:     d.tlsConfig,
 		MaxIdleConns:        cfg.Concurrency,
 		MaxIdleConnsPerHost: cfg.Concurrency,
 		MaxConnsPerHost:     cfg.Concurrency,
 		IdleConnTimeout:     90 * time.Second,
 	}
-	return &classifier{e: e, cfg: cfg, client: &http.Client{Transport: tr},
+	if d.dial != nil {
+		tr.DialContext = d.dial
+	}
+	return &classifier{cfg: cfg, store: d.store, upstream: d.upstream, pollInterval: d.pollInterval,
+		tel: d.tel, logs: d.logs, log: d.log, client: &http.Client{Transport: tr},
 		sem: make(chan struct{}, cfg.Concurrency), now: time.Now, busy: map[int32]struct{}{}}
+}
+
+// schedule is where the walk stands, for the state file.
+func (c *classifier) schedule() Schedule {
+	return Schedule{AnchorMs: c.anchorMs.Load(), Period: c.cfg.Period}
+}
+
+// resumeFrom takes the walk's schedule from a state file. A schedule of
+// another period is a new walk: its anchor does not apply.
+func (c *classifier) resumeFrom(s Schedule) {
+	if s.AnchorMs > 0 && s.Period == c.cfg.Period {
+		c.anchorMs.Store(s.AnchorMs)
+		c.resumed = true
+	}
 }
 
 // slot is when position p is due.
 func (c *classifier) slot(p int64) time.Time {
-	n := int64(max(c.e.store.Len(), 1))
+	n := int64(max(c.store.Len(), 1))
 	k, i := p/n, p%n
 	per := int64(c.cfg.Period)
 	off := per/n*i + per%n*i/n // i*per/n without overflowing int64
@@ -133,7 +173,7 @@ func (c *classifier) slot(p int64) time.Time {
 // during the downtime) are checked as soon as run has waited one poll
 // interval for fresh counts, at most Concurrency at a time.
 func (c *classifier) resume(now time.Time) {
-	if a := time.UnixMilli(c.anchorMs.Load()); c.anchorMs.Load() != 0 && a.After(now) && a.Sub(now) <= c.e.cfg.Interval {
+	if a := time.UnixMilli(c.anchorMs.Load()); c.anchorMs.Load() != 0 && a.After(now) && a.Sub(now) <= c.pollInterval {
 		// Saved during its first poll interval: the first pass has not
 		// started yet.
 		c.pos.Store(0)
@@ -142,11 +182,11 @@ func (c *classifier) resume(now time.Time) {
 	if c.anchorMs.Load() == 0 {
 		// Cold: the first pass starts one poll interval from now, when every
 		// pk has been polled once and has data to post.
-		c.anchorMs.Store(now.Add(c.e.cfg.Interval).UnixMilli())
+		c.anchorMs.Store(now.Add(c.pollInterval).UnixMilli())
 		c.pos.Store(0)
 		return
 	}
-	n := int64(max(c.e.store.Len(), 1))
+	n := int64(max(c.store.Len(), 1))
 	elapsed := now.Sub(time.UnixMilli(c.anchorMs.Load()))
 	if elapsed < 0 { // the clock stepped back past the anchor: start anew
 		c.anchorMs.Store(now.UnixMilli())
@@ -163,7 +203,7 @@ func (c *classifier) resume(now time.Time) {
 // stored) and waits for them.
 func (c *classifier) run(ctx context.Context) {
 	c.resume(c.now())
-	n := int64(c.e.store.Len())
+	n := int64(c.store.Len())
 	if n == 0 {
 		<-ctx.Done()
 		return
@@ -173,7 +213,7 @@ func (c *classifier) run(ctx context.Context) {
 		// downtime: the checks missed meanwhile wait one poll interval, so
 		// that they post fresh data.
 		select {
-		case <-time.After(c.e.cfg.Interval):
+		case <-time.After(c.pollInterval):
 		case <-ctx.Done():
 			return
 		}
@@ -246,22 +286,23 @@ func (c *classifier) release(i int) {
 // within half a period of its slot: from a catch-up after a restart, or
 // from this very slot before a restart.
 func (c *classifier) judgedRecently(i int, due time.Time) bool {
-	v := c.e.store.Verdict(i)
+	v := c.store.Verdict(i)
 	return v.TimeMs != 0 && due.Sub(time.UnixMilli(v.TimeMs)) < c.cfg.Period/2
 }
 
 // check asks for the verdict of the pk at index i, posting its latest
 // polled data, with bounded retries.
 func (c *classifier) check(ctx context.Context, i int) {
-	pk := c.e.store.PKs().PK(i)
-	up := c.e.upstreams[c.e.upstreamFor(pk)]
+	pk := c.store.PKs().PK(i)
+	up := c.upstream(pk)
 	backoff := c.cfg.RetryBackoff
 	for attempt := 0; ; attempt++ {
 		outcome, err := c.attempt(ctx, up, i, pk)
-		c.e.tel.checks[outcome].Inc()
+		c.tel.checks[outcome].Inc()
 		if outcome == checkOK || outcome == checkCanceled || attempt >= c.cfg.Retries {
-			if outcome != checkOK && outcome != checkCanceled {
-				c.e.logCheckError(up, pk, outcome, err)
+			if outcome != checkOK && outcome != checkCanceled && c.logs.allow(time.Now()) {
+				c.log.Warn("suspicious check failed; the pk keeps its previous verdict until its next check",
+					"upstream", up.URL, "pk", pk, "reason", checkOutcomeNames[outcome], "err", err)
 			}
 			return
 		}
@@ -275,11 +316,11 @@ func (c *classifier) check(ctx context.Context, i int) {
 }
 
 func (c *classifier) attempt(ctx context.Context, up *Upstream, i int, pk int64) (int, error) {
-	smp, ok := c.e.store.Get(i)
+	smp, ok := c.store.Get(i)
 	if !ok {
 		return checkNoData, errors.New("never polled successfully; nothing to post")
 	}
-	body := appendInfluencerJSON(nil, pk, c.e.store.Username(i), smp)
+	body := appendInfluencerJSON(nil, pk, c.store.Username(i), smp)
 	actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(actx, http.MethodPost, up.URL+"/api/v1/influencers/is_suspicious", bytes.NewReader(body))
@@ -288,15 +329,15 @@ func (c *classifier) attempt(ctx context.Context, up *Upstream, i int, pk int64)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	start := c.now()
-	c.e.tel.checksInFlight.Inc()
+	c.tel.inFlight.Inc()
 	resp, err := c.client.Do(req)
 	if err == nil {
 		var b []byte
 		b, err = io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 		resp.Body.Close()
 		end := c.now()
-		c.e.tel.checksInFlight.Dec()
-		c.e.tel.checkSeconds.Observe(end.Sub(start).Seconds())
+		c.tel.inFlight.Dec()
+		c.tel.seconds.Observe(end.Sub(start).Seconds())
 		switch {
 		case err == nil:
 			return c.verdict(i, pk, resp.StatusCode, b, end)
@@ -307,7 +348,7 @@ func (c *classifier) attempt(ctx context.Context, up *Upstream, i int, pk int64)
 		}
 		return checkConnect, err
 	}
-	c.e.tel.checksInFlight.Dec()
+	c.tel.inFlight.Dec()
 	switch {
 	case ctx.Err() != nil:
 		return checkCanceled, err
@@ -339,7 +380,7 @@ func (c *classifier) verdict(i int, pk int64, status int, b []byte, at time.Time
 	if s == nil || (s.Type() != fastjson.TypeTrue && s.Type() != fastjson.TypeFalse) {
 		return checkBadJSON, fmt.Errorf("answer has no boolean \"suspicious\": %s", truncate(b))
 	}
-	c.e.store.SetVerdict(i, Verdict{TimeMs: at.UnixMilli(), Suspicious: s.Type() == fastjson.TypeTrue})
+	c.store.SetVerdict(i, Verdict{TimeMs: at.UnixMilli(), Suspicious: s.Type() == fastjson.TypeTrue})
 	return checkOK, nil
 }
 
@@ -366,4 +407,67 @@ func (c *classifier) lag() time.Duration {
 		return c.now().Sub(time.Unix(0, due))
 	}
 	return time.Duration(c.lagNs.Load())
+}
+
+// checkTelemetry is the classifier's own counters. They exist whether the
+// classifier is on or not, so that dashboards see zeros rather than nothing.
+type checkTelemetry struct {
+	checks   [numCheckOutcomes]prometheus.Counter
+	inFlight prometheus.Gauge
+	seconds  prometheus.Observer
+}
+
+func newCheckTelemetry(reg prometheus.Registerer) *checkTelemetry {
+	t := &checkTelemetry{}
+	checks := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "suspicious_checks_total",
+		Help: "Classifier calls by outcome (success, timeout, connect, http_5xx, http_4xx, bad_json, no_data: never polled yet, canceled: at shutdown)."}, []string{"outcome"})
+	for o := range numCheckOutcomes {
+		t.checks[o] = checks.WithLabelValues(checkOutcomeNames[o])
+	}
+	t.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "suspicious_checks_in_flight", Help: "Classifier calls waiting for an answer."})
+	hist := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "suspicious_check_duration_seconds",
+		Help: "Latency of classifier calls that were answered.", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60}})
+	t.seconds = hist
+	reg.MustRegister(checks, t.inFlight, hist)
+	return t
+}
+
+// register adds the running classifier's gauges: its period, its lag and
+// the verdicts held.
+func (c *classifier) register(reg prometheus.Registerer) {
+	gauge := func(name, help string, fn func() float64) {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, fn))
+	}
+	gauge("suspicious_period_seconds", "Configured --suspicious.period: every owned influencer gets a verdict this often.", func() float64 { return c.cfg.Period.Seconds() })
+	gauge("suspicious_schedule_lag_seconds", "How far the checks are behind their even schedule; above 0 for long means --suspicious.concurrency is too small for the classifier's latency.", func() float64 { return c.lag().Seconds() })
+	reg.MustRegister(&verdictCollector{store: c.store, period: c.cfg.Period})
+}
+
+var (
+	descVerdicts = prometheus.NewDesc(namespace+"_suspicious_verdicts",
+		"Owned influencers with a verdict from the classifier.", nil, nil)
+	descFreshVerdicts = prometheus.NewDesc(namespace+"_suspicious_fresh_verdicts",
+		"Owned influencers with a verdict younger than --suspicious.period.", nil, nil)
+	descFlagged = prometheus.NewDesc(namespace+"_suspicious_flagged_influencers",
+		"Owned influencers whose latest verdict is suspicious.", nil, nil)
+)
+
+// verdictCollector scans the verdicts at scrape time, like freshnessCollector.
+type verdictCollector struct {
+	store  *Store
+	period time.Duration
+}
+
+func (c *verdictCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descVerdicts
+	ch <- descFreshVerdicts
+	ch <- descFlagged
+}
+
+func (c *verdictCollector) Collect(ch chan<- prometheus.Metric) {
+	since := time.Now().Add(-c.period).UnixMilli()
+	judged, fresh, flagged := c.store.VerdictStats(since)
+	ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, float64(judged))
+	ch <- prometheus.MustNewConstMetric(descFreshVerdicts, prometheus.GaugeValue, float64(fresh))
+	ch <- prometheus.MustNewConstMetric(descFlagged, prometheus.GaugeValue, float64(flagged))
 }

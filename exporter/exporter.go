@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -30,8 +31,12 @@ type Config struct {
 	MaxAge       time.Duration // a sample younger than this counts as fresh; 0 = Interval + Timeout
 	Pipeline     int           // requests in flight per connection (HTTP/1.1 pipelining); 1 = none
 	TLSConfig    *tls.Config   // for https upstreams; nil = system defaults
-	Logger       *slog.Logger  // nil = slog.Default()
-	LogInterval  time.Duration // at most one poll error log line per reason per LogInterval
+	// Dial connects to an upstream (polls and classifier calls alike); nil
+	// is TCP. Tests dial an in-memory network, so that they can run on a
+	// fake clock.
+	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	Logger      *slog.Logger  // nil = slog.Default()
+	LogInterval time.Duration // at most one poll error log line per reason per LogInterval
 
 	Suspicious SuspiciousConfig // the daily classifier checks; zero = off
 
@@ -93,15 +98,15 @@ func (c *Config) Validate() error {
 
 // Exporter polls one shard of influencers and serves them.
 type Exporter struct {
-	cfg          Config
-	log          *slog.Logger
-	store        *Store
-	upstreams    []*Upstream
-	scheds       []*scheduler // one per upstream: a stalled upstream holds up only its own pks
-	tel          *telemetry
-	logLimit     [numReasons]atomic.Int64 // unix ns of the last logged line per reason
-	checkLogLast atomic.Int64             // unix ns of the last logged failed check
-	classifier   *classifier              // nil when suspicious checks are off
+	cfg        Config
+	log        *slog.Logger
+	store      *Store
+	expo       *Exposition // renders store on /metrics
+	upstreams  []*Upstream
+	scheds     []*scheduler // one per upstream: a stalled upstream holds up only its own pks
+	tel        *telemetry
+	pollLogs   [numReasons]logLimiter // one poll error line per reason per LogInterval
+	classifier *classifier            // nil when suspicious checks are off
 
 	started   atomic.Bool
 	lastCycle atomic.Pointer[CycleReport]
@@ -111,10 +116,10 @@ type Exporter struct {
 	cmu     sync.Mutex
 	pending map[int64]*pendingCycle
 
-	stateMu sync.Mutex
+	state *stateFile // nil without a state.dir
 	// The classifier schedule read from the state file, written back as is
 	// while the classifier is off.
-	loadedAnchorMs, loadedPeriodNs int64
+	loadedSchedule Schedule
 }
 
 type pendingCycle struct {
@@ -141,6 +146,7 @@ func New(cfg Config) (*Exporter, error) {
 	}
 	pks := pkrange.Owned(cfg.Range, cfg.Shard)
 	e := &Exporter{cfg: cfg, log: cfg.Logger, store: NewStore(pks)}
+	e.expo = NewExposition(e.store)
 	for _, u := range cfg.URLs {
 		up, err := NewUpstream(u, cfg.TLSConfig)
 		if err != nil {
@@ -167,10 +173,26 @@ func New(cfg Config) (*Exporter, error) {
 		s.onExpire = func(n int) { e.tel.expired.Add(float64(n)) }
 		e.scheds = append(e.scheds, s)
 	}
-	if cfg.Suspicious.Enabled {
-		e.classifier = newClassifier(e, cfg.Suspicious, cfg.TLSConfig)
+	e.tel = newTelemetry(e.upstreams, pks.Len, cfg.Interval, e, cfg.StateDir != "")
+	for r := range e.pollLogs {
+		e.pollLogs[r] = logLimiter{every: cfg.LogInterval, dropped: e.tel.logsDropped}
 	}
-	e.tel = newTelemetry(e)
+	if cfg.Suspicious.Enabled {
+		e.classifier = newClassifier(cfg.Suspicious, classifierDeps{
+			store:        e.store,
+			upstream:     func(pk int64) *Upstream { return e.upstreams[e.upstreamFor(pk)] },
+			pollInterval: cfg.Interval,
+			tlsConfig:    cfg.TLSConfig,
+			dial:         cfg.Dial,
+			tel:          e.tel.checks,
+			logs:         &logLimiter{every: cfg.LogInterval, dropped: e.tel.logsDropped},
+			log:          e.log,
+		})
+		e.classifier.register(e.tel.reg)
+	}
+	if cfg.StateDir != "" {
+		e.state = &stateFile{dir: cfg.StateDir, path: StateFile(cfg.StateDir, cfg.Range, cfg.Shard)}
+	}
 	return e, nil
 }
 
@@ -300,27 +322,11 @@ func (e *Exporter) finish(u int, j job, pk int64, res result, start, end time.Ti
 // logPollError logs at most one line per reason per LogInterval, and counts
 // the rest, so that an upstream outage cannot flood the log.
 func (e *Exporter) logPollError(up *Upstream, pk int64, j job, res result) {
-	now := time.Now().UnixNano()
-	last := &e.logLimit[res.reason]
-	prev := last.Load()
-	if now-prev < int64(e.cfg.LogInterval) || !last.CompareAndSwap(prev, now) {
-		e.tel.logsDropped.Inc()
+	if !e.pollLogs[res.reason].allow(time.Now()) {
 		return
 	}
 	e.log.Warn("poll failed", "upstream", up.URL, "pk", pk, "reason", res.reason.String(),
 		"attempt", int(j.attempt)+1, "err", res.err)
-}
-
-// logCheckError logs at most one failed suspicious check per LogInterval.
-func (e *Exporter) logCheckError(up *Upstream, pk int64, outcome int, err error) {
-	now := time.Now().UnixNano()
-	prev := e.checkLogLast.Load()
-	if now-prev < int64(e.cfg.LogInterval) || !e.checkLogLast.CompareAndSwap(prev, now) {
-		e.tel.logsDropped.Inc()
-		return
-	}
-	e.log.Warn("suspicious check failed; the pk keeps its previous verdict until its next check",
-		"upstream", up.URL, "pk", pk, "reason", checkOutcomeNames[outcome], "err", err)
 }
 
 // upstreamCycleDone collects one upstream's report of a cycle; the shard's

@@ -2,6 +2,7 @@ package exporter_test
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"log/slog"
 	"net"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter/exportertest"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/memnet"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
@@ -48,6 +50,13 @@ func startShard(t *testing.T, cfg exporter.Config) *shard {
 	return &shard{exportertest.Start(t, cfg)}
 }
 
+// startShardMem runs cfg on the in-memory network n (see
+// exportertest.StartMem), for tests inside a synctest bubble.
+func startShardMem(t *testing.T, n *memnet.Network, cfg exporter.Config) *shard {
+	t.Helper()
+	return &shard{exportertest.StartMem(t, cfg, n, "exporter:80")}
+}
+
 func (s *shard) waitCycles(t *testing.T, n int64) exporter.CycleReport {
 	t.Helper()
 	return s.WaitCycles(t, n)
@@ -59,7 +68,7 @@ func (s *shard) scrape(t *testing.T, path string, gzip bool) map[string]*dto.Met
 	if !gzip {
 		req.Header.Set("Accept-Encoding", "identity")
 	} // else Go's transport asks for gzip and decodes it transparently
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := s.Client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +289,7 @@ func testFaults(t *testing.T, pipeline int) {
 	f := func(name string, faults simulator.Faults, reason string, minCoverage float64) {
 		t.Run(name, func(t *testing.T) {
 			cfg := simtest.Config(pkMin, max, false)
-			faults.OutageMode = cmpOr(faults.OutageMode, simulator.OutageReset)
+			faults.OutageMode = cmp.Or(faults.OutageMode, simulator.OutageReset)
 			cfg.Faults = faults
 			_, url := simtest.Start(t, cfg)
 			cfg2 := testConfig([]string{url}, max, pkrange.Shard{Count: 1})
@@ -337,13 +346,6 @@ func testFaults(t *testing.T, pipeline int) {
 			t.Fatalf("cycle during an outage: %+v", r)
 		}
 	})
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // TestOutageKeepsLastGoodSample: when the upstream dies, the samples already

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 )
@@ -52,11 +53,28 @@ func SliceBounds(length, k, n int) (lo, hi int) {
 	return k * length / n, (k + 1) * length / n
 }
 
-// WriteExposition streams the Prometheus text exposition of the influencers
-// at indexes [lo, hi) to w: followers and following, each with its poll time
-// as the sample timestamp, then the info series carrying the username.
-// Influencers never polled are absent. It returns the bytes written.
-func (s *Store) WriteExposition(w io.Writer, lo, hi int) (int64, error) {
+// Exposition renders a Store as the Prometheus text exposition. The store
+// knows nothing of it; it keeps the one thing worth caching, the
+// gzip-compressed info series, which change only when an influencer is
+// first polled or renamed (Store.infoGen).
+type Exposition struct {
+	s         *Store
+	cacheMu   sync.Mutex
+	infoCache map[[2]int]infoBlock
+}
+
+// NewExposition renders s.
+func NewExposition(s *Store) *Exposition {
+	return &Exposition{s: s, infoCache: map[[2]int]infoBlock{}}
+}
+
+// Write streams the Prometheus text exposition of the influencers at
+// indexes [lo, hi) to w: followers and following, each with its poll time
+// as the sample timestamp, the verdicts with theirs, then the info series
+// carrying the username. Influencers never polled are absent. It returns
+// the bytes written.
+func (x *Exposition) Write(w io.Writer, lo, hi int) (int64, error) {
+	s := x.s
 	r := &renderer{w: w, buf: make([]byte, 0, renderFlushSize+256)}
 	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true)
 	s.renderValues(r, lo, hi, MetricFollowing, helpFollowing, false)
@@ -73,13 +91,14 @@ const (
 	helpSuspicious = "1 when Mockstagram's classifier judged the influencer suspicious at its latest daily check, else 0; the sample timestamp is the time of the verdict. Absent until the first verdict."
 )
 
-// WriteGzipExposition writes the same exposition as WriteExposition,
+// WriteGzip writes the same exposition as Write,
 // gzip-compressed, as two gzip members: the counts, compressed anew, and
 // the info series, which change only when an influencer is first polled or
 // renames, compressed once and reused. Every gzip reader (Go's, zlib's,
 // curl's, VictoriaMetrics' and Prometheus' scrapers) reads concatenated
 // members as one stream. It saves about a third of the compression work.
-func (s *Store) WriteGzipExposition(w io.Writer, gz *gzip.Writer, lo, hi int) error {
+func (x *Exposition) WriteGzip(w io.Writer, gz *gzip.Writer, lo, hi int) error {
+	s := x.s
 	gz.Reset(w)
 	r := &renderer{w: gz, buf: make([]byte, 0, renderFlushSize+256)}
 	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true)
@@ -92,33 +111,33 @@ func (s *Store) WriteGzipExposition(w io.Writer, gz *gzip.Writer, lo, hi int) er
 	if err := gz.Close(); err != nil {
 		return err
 	}
-	_, err := w.Write(s.gzipInfo(gz, lo, hi))
+	_, err := w.Write(x.gzipInfo(gz, lo, hi))
 	return err
 }
 
 // gzipInfo returns the info series of [lo, hi) as one gzip member, from the
 // cache when no influencer of the store was first polled or renamed since.
-func (s *Store) gzipInfo(gz *gzip.Writer, lo, hi int) []byte {
-	gen := s.infoGen.Load()
+func (x *Exposition) gzipInfo(gz *gzip.Writer, lo, hi int) []byte {
+	gen := x.s.infoGen.Load()
 	key := [2]int{lo, hi}
-	s.cacheMu.Lock()
-	c, ok := s.infoCache[key]
-	s.cacheMu.Unlock()
+	x.cacheMu.Lock()
+	c, ok := x.infoCache[key]
+	x.cacheMu.Unlock()
 	if ok && c.gen == gen {
 		return c.data
 	}
 	var buf bytes.Buffer
 	gz.Reset(&buf)
 	r := &renderer{w: gz, buf: make([]byte, 0, renderFlushSize+256)}
-	s.renderInfo(r, lo, hi)
+	x.s.renderInfo(r, lo, hi)
 	r.flush()
 	gz.Close()
-	s.cacheMu.Lock()
-	if len(s.infoCache) >= maxInfoCache {
-		clear(s.infoCache) // callers use a handful of slicings; never grow without bound
+	x.cacheMu.Lock()
+	if len(x.infoCache) >= maxInfoCache {
+		clear(x.infoCache) // callers use a handful of slicings; never grow without bound
 	}
-	s.infoCache[key] = infoBlock{gen: gen, data: buf.Bytes()}
-	s.cacheMu.Unlock()
+	x.infoCache[key] = infoBlock{gen: gen, data: buf.Bytes()}
+	x.cacheMu.Unlock()
 	return buf.Bytes()
 }
 
@@ -239,7 +258,7 @@ func (s *Store) renderInfo(r *renderer, lo, hi int) {
 	if lo >= hi {
 		return
 	}
-	odd := s.oddUsernamesSnapshot()
+	odd := s.OddUsernames()
 	// Both pk occurrences of `..{pk="P",username="influencer-P"} 1` are
 	// advanced in place.
 	line := newPKText(MetricInfo+`{pk="`, s.pks.PK(lo), `",username="influencer-`)

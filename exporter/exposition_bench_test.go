@@ -48,7 +48,7 @@ func BenchmarkRender1M(b *testing.B) {
 		b.ReportAllocs()
 		var n int64
 		for b.Loop() {
-			n, _ = s.WriteExposition(io.Discard, 0, s.Len())
+			n, _ = NewExposition(s).Write(io.Discard, 0, s.Len())
 		}
 		b.ReportMetric(float64(n)/1e6, "MB/scrape")
 		b.ReportMetric(perPK, "heapB/pk")
@@ -59,7 +59,7 @@ func BenchmarkRender1M(b *testing.B) {
 		b.ReportAllocs()
 		var n int64
 		for b.Loop() {
-			n, _ = v.WriteExposition(io.Discard, 0, v.Len())
+			n, _ = NewExposition(v).Write(io.Discard, 0, v.Len())
 		}
 		b.ReportMetric(float64(n)/1e6, "MB/scrape")
 	})
@@ -67,9 +67,10 @@ func BenchmarkRender1M(b *testing.B) {
 		b.ReportAllocs()
 		cw := &webserver.CountingWriter{W: io.Discard}
 		gz, _ := gzip.NewWriterLevel(cw, gzip.BestSpeed)
+		x := NewExposition(s)
 		for b.Loop() {
 			cw.N = 0
-			s.WriteGzipExposition(cw, gz, 0, s.Len())
+			x.WriteGzip(cw, gz, 0, s.Len())
 		}
 		b.ReportMetric(float64(cw.N)/1e6, "MB/scrape")
 	})

@@ -41,7 +41,7 @@ func goldenStore() *Store {
 func TestExpositionGolden(t *testing.T) {
 	s := goldenStore()
 	var buf bytes.Buffer
-	if _, err := s.WriteExposition(&buf, 0, s.Len()); err != nil {
+	if _, err := NewExposition(s).Write(&buf, 0, s.Len()); err != nil {
 		t.Fatal(err)
 	}
 	golden := filepath.Join("testdata", "exposition.golden")
@@ -64,7 +64,7 @@ func TestExpositionGolden(t *testing.T) {
 func TestExpositionParses(t *testing.T) {
 	s := goldenStore()
 	var buf bytes.Buffer
-	s.WriteExposition(&buf, 0, s.Len())
+	NewExposition(s).Write(&buf, 0, s.Len())
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := p.TextToMetricFamilies(bytes.NewReader(buf.Bytes()))
 	if err != nil {
@@ -102,7 +102,7 @@ func TestExpositionParses(t *testing.T) {
 func TestExpositionSlices(t *testing.T) {
 	s := filledStore(1001)
 	var whole bytes.Buffer
-	s.WriteExposition(&whole, 0, s.Len())
+	NewExposition(s).Write(&whole, 0, s.Len())
 	count := func(b []byte) int {
 		p := expfmt.NewTextParser(model.UTF8Validation)
 		mfs, err := p.TextToMetricFamilies(bytes.NewReader(b))
@@ -116,7 +116,7 @@ func TestExpositionSlices(t *testing.T) {
 		for k := range n {
 			lo, hi := SliceBounds(s.Len(), k, n)
 			var b bytes.Buffer
-			s.WriteExposition(&b, lo, hi)
+			NewExposition(s).Write(&b, lo, hi)
 			if lo < hi {
 				seen += count(b.Bytes())
 			}
@@ -131,12 +131,13 @@ func TestExpositionSlices(t *testing.T) {
 // the info member cached or not, to exactly the plain exposition.
 func TestGzipExposition(t *testing.T) {
 	s := goldenStore()
+	x := NewExposition(s) // one exposition throughout: its cache is under test
 	gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
 	check := func() {
 		t.Helper()
 		var plain, z bytes.Buffer
-		s.WriteExposition(&plain, 0, s.Len())
-		if err := s.WriteGzipExposition(&z, gz, 0, s.Len()); err != nil {
+		x.Write(&plain, 0, s.Len())
+		if err := x.WriteGzip(&z, gz, 0, s.Len()); err != nil {
 			t.Fatal(err)
 		}
 		zr, err := gzip.NewReader(&z)

@@ -2,6 +2,7 @@ package exporter
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -78,8 +79,16 @@ func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
 func (e *Exporter) pkOf(idx int32) int64 { return e.store.pks.PK(int(idx)) }
 
 func (e *Exporter) dial(up *Upstream) (net.Conn, error) {
-	d := net.Dialer{Timeout: e.cfg.Timeout, KeepAlive: 30 * time.Second}
-	conn, err := d.Dial("tcp", up.addr)
+	var conn net.Conn
+	var err error
+	if e.cfg.Dial != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.Timeout)
+		conn, err = e.cfg.Dial(ctx, "tcp", up.addr)
+		cancel()
+	} else {
+		d := net.Dialer{Timeout: e.cfg.Timeout, KeepAlive: 30 * time.Second}
+		conn, err = d.Dial("tcp", up.addr)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -20,7 +20,7 @@ import (
 func exposition(t *testing.T, s *exporter.Store) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := s.WriteExposition(&buf, 0, s.Len()); err != nil {
+	if _, err := exporter.NewExposition(s).Write(&buf, 0, s.Len()); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -121,7 +121,7 @@ func TestStateRejectedFiles(t *testing.T) {
 				t.Fatal(err)
 			}
 			res := e.LoadState()
-			if res.Loaded || !res.Cold || res.Reason == nil || !strings.Contains(res.Reason.Error(), c.want) {
+			if res.Loaded || res.Reason == nil || !strings.Contains(res.Reason.Error(), c.want) {
 				t.Fatalf("load: %+v (reason %v), want a cold start because %q", res, res.Reason, c.want)
 			}
 			if _, err := os.Stat(path); !os.IsNotExist(err) {
@@ -185,7 +185,7 @@ func TestStateUnreadableIsKept(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := e.LoadState()
-	if res.Loaded || !res.Cold || res.Reason == nil || res.SetAside != "" || !strings.Contains(res.Reason.Error(), "cannot read state file") {
+	if res.Loaded || res.Reason == nil || res.SetAside != "" || !strings.Contains(res.Reason.Error(), "cannot read state file") {
 		t.Fatalf("load: %+v (reason %v), want a cold start that leaves the path alone", res, res.Reason)
 	}
 	if st, err := os.Stat(path); err != nil || !st.IsDir() {

@@ -15,8 +15,9 @@ import (
 const writing = -1
 
 // Store holds the latest sample of every owned influencer in dense arrays
-// indexed by the pk's position in the shard's slice: 16 bytes per influencer
-// and no pointer for the garbage collector to chase.
+// indexed by the pk's position in the shard's slice: 24 bytes per influencer
+// (values, poll time, verdict) and no pointer for the garbage collector to
+// chase.
 //
 // Each slot is a tiny seqlock keyed on the poll time, which only grows: a
 // writer swaps the time for the writing mark, stores the values, then stores
@@ -37,11 +38,9 @@ type Store struct {
 	mu           sync.RWMutex
 	oddUsernames map[int32]string
 
-	// infoGen changes whenever the info series could change: an influencer
-	// polled for the first time, or a username changed.
-	infoGen   atomic.Uint64
-	cacheMu   sync.Mutex
-	infoCache map[[2]int]infoBlock
+	// infoGen changes whenever an influencer's identity could change: it
+	// was polled for the first time, or its username changed.
+	infoGen atomic.Uint64
 }
 
 // NewStore returns an empty store for the given pks.
@@ -52,7 +51,6 @@ func NewStore(pks pkrange.Slice) *Store {
 		ts:           make([]atomic.Int64, pks.Len),
 		verdicts:     make([]atomic.Int64, pks.Len),
 		oddUsernames: map[int32]string{},
-		infoCache:    map[[2]int]infoBlock{},
 	}
 }
 
@@ -172,8 +170,9 @@ func (s *Store) Username(i int) string {
 	return "influencer-" + strconv.FormatInt(s.pks.PK(i), 10)
 }
 
-// oddUsernamesSnapshot copies the non-canonical usernames for one render.
-func (s *Store) oddUsernamesSnapshot() map[int32]string {
+// OddUsernames copies the usernames that differ from the canonical
+// "influencer-<pk>", by store index (nil when there are none).
+func (s *Store) OddUsernames() map[int32]string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if len(s.oddUsernames) == 0 {

@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -31,15 +32,23 @@ type telemetry struct {
 	renderBytes   *prometheus.CounterVec
 	logsDropped   prometheus.Counter
 
-	checks         [numCheckOutcomes]prometheus.Counter
-	checksInFlight prometheus.Gauge
-	checkSeconds   prometheus.Observer
+	checks *checkTelemetry
 
 	stateBytes, stateSeconds, stateLast prometheus.Gauge
 	stateErrors                         prometheus.Counter
 }
 
-func newTelemetry(e *Exporter) *telemetry {
+// shardStatus is what the telemetry reads of the running shard at scrape
+// time.
+type shardStatus interface {
+	progress() (cycle int64, sent int)
+	lag() time.Duration
+	Freshness() Freshness
+}
+
+// newTelemetry registers the shard's metrics; owned is how many pks it
+// polls, every interval, from upstreams.
+func newTelemetry(upstreams []*Upstream, owned int, interval time.Duration, status shardStatus, withState bool) *telemetry {
 	reg := prometheus.NewRegistry()
 	t := &telemetry{reg: reg}
 	f := func(c prometheus.Collector) { reg.MustRegister(c) }
@@ -58,9 +67,9 @@ func newTelemetry(e *Exporter) *telemetry {
 	}, []string{"upstream"})
 	f(pollsVec)
 	f(latencyVec)
-	t.polls = make([][numReasons]prometheus.Counter, len(e.upstreams))
-	t.latency = make([]prometheus.Observer, len(e.upstreams))
-	for u, up := range e.upstreams {
+	t.polls = make([][numReasons]prometheus.Counter, len(upstreams))
+	t.latency = make([]prometheus.Observer, len(upstreams))
+	for u, up := range upstreams {
 		for r := Reason(0); r < numReasons; r++ {
 			t.polls[u][r] = pollsVec.WithLabelValues(up.URL, r.String())
 		}
@@ -98,80 +107,36 @@ func newTelemetry(e *Exporter) *telemetry {
 		f(c)
 	}
 
-	owned := float64(e.store.Len())
 	gauge := func(name, help string, fn func() float64) {
 		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, fn))
 	}
-	gauge("owned_influencers", "Influencers this shard polls.", func() float64 { return owned })
-	gauge("poll_interval_seconds", "Configured --poll.interval.", func() float64 { return e.cfg.Interval.Seconds() })
+	gauge("owned_influencers", "Influencers this shard polls.", func() float64 { return float64(owned) })
+	gauge("poll_interval_seconds", "Configured --poll.interval.", func() float64 { return interval.Seconds() })
 	gauge("cycle_progress_ratio", "Fraction of the current cycle's influencers dispatched.", func() float64 {
-		_, sent := e.progress()
+		_, sent := status.progress()
 		if owned == 0 {
 			return 1
 		}
-		return float64(sent) / owned
+		return float64(sent) / float64(owned)
 	})
 	gauge("schedule_lag_seconds", "How far dispatching is behind the even schedule; above 0 for long means the shard is saturated.", func() float64 {
-		return e.lag().Seconds()
+		return status.lag().Seconds()
 	})
-	f(&freshnessCollector{e: e})
+	f(&freshnessCollector{status: status})
 
-	checks := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "suspicious_checks_total",
-		Help: "Classifier calls by outcome (success, timeout, connect, http_5xx, http_4xx, bad_json, no_data: never polled yet, canceled: at shutdown)."}, []string{"outcome"})
-	for o := range numCheckOutcomes {
-		t.checks[o] = checks.WithLabelValues(checkOutcomeNames[o])
-	}
-	t.checksInFlight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "suspicious_checks_in_flight", Help: "Classifier calls waiting for an answer."})
-	hist := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "suspicious_check_duration_seconds",
-		Help: "Latency of classifier calls that were answered.", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60}})
-	t.checkSeconds = hist
-	f(checks)
-	f(t.checksInFlight)
-	f(hist)
-	if e.classifier != nil {
-		c := e.classifier
-		gauge("suspicious_period_seconds", "Configured --suspicious.period: every owned influencer gets a verdict this often.", func() float64 { return c.cfg.Period.Seconds() })
-		gauge("suspicious_schedule_lag_seconds", "How far the checks are behind their even schedule; above 0 for long means --suspicious.concurrency is too small for the classifier's latency.", func() float64 { return c.lag().Seconds() })
-		f(&verdictCollector{e: e})
-	}
+	t.checks = newCheckTelemetry(reg)
 
 	t.stateBytes = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "state_file_bytes", Help: "Size of the last state file written."})
 	t.stateSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "state_save_duration_seconds", Help: "Time the last state save took, fsync included."})
 	t.stateLast = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "state_last_save_timestamp_seconds", Help: "When the state file was last written successfully (0: never)."})
 	t.stateErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "state_save_errors_total", Help: "State saves that failed."})
-	if e.cfg.StateDir != "" {
+	if withState {
 		f(t.stateBytes)
 		f(t.stateSeconds)
 		f(t.stateLast)
 		f(t.stateErrors)
 	}
 	return t
-}
-
-var (
-	descVerdicts = prometheus.NewDesc(namespace+"_suspicious_verdicts",
-		"Owned influencers with a verdict from the classifier.", nil, nil)
-	descFreshVerdicts = prometheus.NewDesc(namespace+"_suspicious_fresh_verdicts",
-		"Owned influencers with a verdict younger than --suspicious.period.", nil, nil)
-	descFlagged = prometheus.NewDesc(namespace+"_suspicious_flagged_influencers",
-		"Owned influencers whose latest verdict is suspicious.", nil, nil)
-)
-
-// verdictCollector scans the verdicts at scrape time, like freshnessCollector.
-type verdictCollector struct{ e *Exporter }
-
-func (c *verdictCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descVerdicts
-	ch <- descFreshVerdicts
-	ch <- descFlagged
-}
-
-func (c *verdictCollector) Collect(ch chan<- prometheus.Metric) {
-	since := time.Now().Add(-c.e.cfg.Suspicious.Period).UnixMilli()
-	judged, fresh, flagged := c.e.store.VerdictStats(since)
-	ch <- prometheus.MustNewConstMetric(descVerdicts, prometheus.GaugeValue, float64(judged))
-	ch <- prometheus.MustNewConstMetric(descFreshVerdicts, prometheus.GaugeValue, float64(fresh))
-	ch <- prometheus.MustNewConstMetric(descFlagged, prometheus.GaugeValue, float64(flagged))
 }
 
 var (
@@ -187,7 +152,7 @@ var (
 
 // freshnessCollector scans the poll times at scrape time (about a
 // millisecond per million influencers), so coverage is exact, not sampled.
-type freshnessCollector struct{ e *Exporter }
+type freshnessCollector struct{ status shardStatus }
 
 func (c *freshnessCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descFresh
@@ -197,7 +162,7 @@ func (c *freshnessCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *freshnessCollector) Collect(ch chan<- prometheus.Metric) {
-	f := c.e.Freshness()
+	f := c.status.Freshness()
 	ch <- prometheus.MustNewConstMetric(descFresh, prometheus.GaugeValue, float64(f.Fresh))
 	ch <- prometheus.MustNewConstMetric(descPolled, prometheus.GaugeValue, float64(f.Polled))
 	ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, f.Coverage())
@@ -216,4 +181,23 @@ func (f Freshness) Coverage() float64 {
 		return 1
 	}
 	return float64(f.Fresh) / float64(f.Owned)
+}
+
+// logLimiter lets one log line through per interval and counts the lines
+// it holds back, so that an upstream outage cannot flood the log.
+type logLimiter struct {
+	every   time.Duration
+	last    atomic.Int64 // Unix ns of the last line let through
+	dropped prometheus.Counter
+}
+
+// allow reports whether a line may be logged now.
+func (l *logLimiter) allow(now time.Time) bool {
+	n := now.UnixNano()
+	prev := l.last.Load()
+	if n-prev < int64(l.every) || !l.last.CompareAndSwap(prev, n) {
+		l.dropped.Inc()
+		return false
+	}
+	return true
 }

@@ -82,10 +82,10 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		enc = "gzip"
 		w.Header().Set("Content-Encoding", "gzip")
 		gz := gzipPool.Get().(*gzip.Writer)
-		err = e.store.WriteGzipExposition(cw, gz, lo, hi)
+		err = e.expo.WriteGzip(cw, gz, lo, hi)
 		gzipPool.Put(gz)
 	} else {
-		_, err = e.store.WriteExposition(cw, lo, hi)
+		_, err = e.expo.Write(cw, lo, hi)
 	}
 	e.tel.renderSeconds.WithLabelValues(enc).Observe(time.Since(start).Seconds())
 	e.tel.renderBytes.WithLabelValues(enc).Add(float64(cw.N))

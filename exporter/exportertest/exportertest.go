@@ -6,11 +6,13 @@ package exportertest
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/memnet"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 )
 
@@ -30,9 +32,9 @@ func Config(urls []string, min, max int64, shard pkrange.Shard) exporter.Config 
 // Shard is an exporter polling in-process and served over HTTP until the
 // test ends.
 type Shard struct {
-	E   *exporter.Exporter
-	URL string // base URL of its HTTP surface
-	web *httptest.Server
+	E      *exporter.Exporter
+	URL    string       // base URL of its HTTP surface
+	Client *http.Client // reaches URL
 
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -48,13 +50,44 @@ func Start(t testing.TB, cfg exporter.Config) *Shard {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Shard{E: e, cancel: cancel, done: make(chan struct{})}
 	go func() { e.Run(ctx); close(s.done) }()
-	s.web = httptest.NewServer(e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath))
-	s.URL = s.web.URL
-	t.Cleanup(func() { s.StopPolling(); s.web.Close() })
+	web := httptest.NewServer(e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath))
+	s.URL, s.Client = web.URL, http.DefaultClient
+	t.Cleanup(func() { s.StopPolling(); web.Close() })
 	return s
 }
 
-// StopPolling ends polling; the shard keeps serving what it holds.
+// StartMem runs cfg until the test ends with every connection on the
+// in-memory network n: it dials its upstreams there and serves its HTTP
+// surface at addr. Inside a synctest bubble, the whole shard then runs on
+// the bubble's fake clock.
+func StartMem(t testing.TB, cfg exporter.Config, n *memnet.Network, addr string) *Shard {
+	t.Helper()
+	cfg.Dial = n.Dial
+	e, err := exporter.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := n.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s := &Shard{E: e, cancel: cancel, done: make(chan struct{}), URL: "http://" + addr}
+	tr := &http.Transport{DialContext: n.Dial}
+	s.Client = &http.Client{Transport: tr}
+	go func() { e.Run(ctx); close(s.done) }()
+	web := &http.Server{Handler: e.Handler(exporter.DefaultMetricsPath, exporter.DefaultTelemetryPath)}
+	go web.Serve(ln)
+	t.Cleanup(func() {
+		s.StopPolling()
+		web.Close()
+		tr.CloseIdleConnections()
+	})
+	return s
+}
+
+// StopPolling ends polling; the shard keeps serving what it holds. It may
+// be called more than once.
 func (s *Shard) StopPolling() {
 	s.cancel()
 	<-s.done

@@ -5,7 +5,11 @@ package simtest
 import (
 	"net"
 	"testing"
+	"time"
 
+	"github.com/valyala/fasthttp"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/memnet"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator"
 )
@@ -34,6 +38,41 @@ func Start(t testing.TB, cfg simulator.Config) (*simulator.Server, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	serve(t, srv, ln)
+	return srv, "http://" + ln.Addr().String()
+}
+
+// StartMem serves cfg at addr on an in-memory network until the test ends,
+// for tests that run on a fake clock (testing/synctest), and returns the
+// server and its base URL.
+func StartMem(t testing.TB, cfg simulator.Config, n *memnet.Network, addr string) (*simulator.Server, string) {
+	t.Helper()
+	srv, err := simulator.New(cfg)
+	if err != nil {
+		t.Fatalf("cannot create simulator: %v", err)
+	}
+	ln, err := n.Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Runs after serve's cleanup stops the server (cleanups run last
+	// first): fasthttp's worker-pool cleaner looks for the stop every 10 s
+	// and would still be asleep when the bubble ends. On the bubble's clock
+	// this wait is free.
+	t.Cleanup(func() { time.Sleep(15 * time.Second) })
+	serve(t, srv, ln)
+	return srv, "http://" + addr
+}
+
+// fasthttp keeps its Date header fresh from a goroutine started on first
+// use that never ends. Started here, at package init, it stays outside any
+// synctest bubble, whose end it would otherwise block.
+func init() {
+	var h fasthttp.ResponseHeader
+	h.AppendBytes(nil)
+}
+
+func serve(t testing.TB, srv *simulator.Server, ln net.Listener) {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	t.Cleanup(func() {
@@ -42,5 +81,4 @@ func Start(t testing.TB, cfg simulator.Config) (*simulator.Server, string) {
 			t.Errorf("simulator: %v", err)
 		}
 	})
-	return srv, "http://" + ln.Addr().String()
 }
