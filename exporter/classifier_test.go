@@ -97,7 +97,7 @@ func suspiciousConfig(url string, max int64, period time.Duration, concurrency i
 func TestSuspiciousVerdictsAreExact(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := memnet.New()
-		sim, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+499, false), n, "sim:80")
+		sim, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+499, false), n)
 		s := startShardMem(t, n, suspiciousConfig(url, pkMin+499, 2*time.Second, 32))
 		start := time.Now()
 		s.WaitVerdicts(t)
@@ -140,7 +140,7 @@ func TestSuspiciousVerdictsAreExact(t *testing.T) {
 func TestSuspiciousChecksAreSpreadOverThePeriod(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := memnet.New()
-		_, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+399, false), n, "sim:80")
+		_, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+399, false), n)
 		tap := tapClassifier(t, n, url)
 		const period = 4 * time.Second
 		cfg := suspiciousConfig(tap.URL, pkMin+399, period, 64)
@@ -199,7 +199,7 @@ func TestSuspiciousConcurrencyIsBounded(t *testing.T) {
 		n := memnet.New()
 		scfg := simtest.Config(pkMin, pkMin+199, false)
 		scfg.SuspiciousDelayMean = 300 * time.Millisecond
-		_, url := simtest.StartMem(t, scfg, n, "sim:80")
+		_, url := simtest.StartMem(t, scfg, n)
 		tap := tapClassifier(t, n, url)
 		// 200 checks per second at 0.3 s each need 60 in flight; allow 4.
 		s := startShardMem(t, n, suspiciousConfig(tap.URL, pkMin+199, time.Second, 4))
@@ -226,7 +226,7 @@ func TestSuspiciousRetriesAndTimeouts(t *testing.T) {
 			n := memnet.New()
 			scfg := simtest.Config(pkMin, pkMin+9, false)
 			scfg.Faults.SuspiciousErrorRatio = 1
-			_, url := simtest.StartMem(t, scfg, n, "sim:80")
+			_, url := simtest.StartMem(t, scfg, n)
 			tap := tapClassifier(t, n, url)
 			cfg := suspiciousConfig(tap.URL, pkMin+9, 40*time.Second, 8) // a pk every 4 s
 			s := startShardMem(t, n, cfg)
@@ -249,7 +249,7 @@ func TestSuspiciousRetriesAndTimeouts(t *testing.T) {
 			n := memnet.New()
 			scfg := simtest.Config(pkMin, pkMin+9, false)
 			scfg.SuspiciousDelayMean = 5 * time.Second
-			_, url := simtest.StartMem(t, scfg, n, "sim:80")
+			_, url := simtest.StartMem(t, scfg, n)
 			cfg := suspiciousConfig(url, pkMin+9, 40*time.Second, 8)
 			cfg.Suspicious.Timeout = 200 * time.Millisecond
 			cfg.Suspicious.Retries = 1
@@ -272,7 +272,7 @@ func TestSuspiciousRetriesAndTimeouts(t *testing.T) {
 func TestSuspiciousOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		n := memnet.New()
-		_, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+49, false), n, "sim:80")
+		_, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+49, false), n)
 		tap := tapClassifier(t, n, url)
 		s := startShardMem(t, n, testConfig([]string{tap.URL}, pkMin+49, pkrange.Shard{Count: 1}))
 		s.waitCycles(t, 3)

@@ -58,21 +58,18 @@ func Start(t testing.TB, cfg exporter.Config) *Shard {
 
 // StartMem runs cfg until the test ends with every connection on the
 // in-memory network n: it dials its upstreams there and serves its HTTP
-// surface at addr. Inside a synctest bubble, the whole shard then runs on
+// surface there too. Inside a synctest bubble, the whole shard then runs on
 // the bubble's fake clock.
-func StartMem(t testing.TB, cfg exporter.Config, n *memnet.Network, addr string) *Shard {
+func StartMem(t testing.TB, cfg exporter.Config, n *memnet.Network) *Shard {
 	t.Helper()
 	cfg.Dial = n.Dial
 	e, err := exporter.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := n.Listen(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := n.ListenUnique("exporter")
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &Shard{E: e, cancel: cancel, done: make(chan struct{}), URL: "http://" + addr}
+	s := &Shard{E: e, cancel: cancel, done: make(chan struct{}), URL: "http://" + ln.Addr().String()}
 	tr := &http.Transport{DialContext: n.Dial}
 	s.Client = &http.Client{Transport: tr}
 	go func() { e.Run(ctx); close(s.done) }()

@@ -36,6 +36,16 @@ func (n *Network) Listen(addr string) (*Listener, error) {
 	return l, nil
 }
 
+// ListenUnique listens on the first free address of the form
+// "<name>-<k>:80", for tests that start several servers of one kind.
+func (n *Network) ListenUnique(name string) *Listener {
+	for k := 0; ; k++ {
+		if l, err := n.Listen(fmt.Sprintf("%s-%d:80", name, k)); err == nil {
+			return l
+		}
+	}
+}
+
 // Dial connects to the listener at addr, as net.Dialer.DialContext does:
 // the network argument is ignored. Nobody listening is ECONNREFUSED, like a
 // closed port.

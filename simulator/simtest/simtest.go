@@ -42,26 +42,23 @@ func Start(t testing.TB, cfg simulator.Config) (*simulator.Server, string) {
 	return srv, "http://" + ln.Addr().String()
 }
 
-// StartMem serves cfg at addr on an in-memory network until the test ends,
-// for tests that run on a fake clock (testing/synctest), and returns the
-// server and its base URL.
-func StartMem(t testing.TB, cfg simulator.Config, n *memnet.Network, addr string) (*simulator.Server, string) {
+// StartMem serves cfg on an in-memory network until the test ends, for
+// tests that run on a fake clock (testing/synctest), and returns the server
+// and its base URL.
+func StartMem(t testing.TB, cfg simulator.Config, n *memnet.Network) (*simulator.Server, string) {
 	t.Helper()
 	srv, err := simulator.New(cfg)
 	if err != nil {
 		t.Fatalf("cannot create simulator: %v", err)
 	}
-	ln, err := n.Listen(addr)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := n.ListenUnique("sim")
 	// Runs after serve's cleanup stops the server (cleanups run last
 	// first): fasthttp's worker-pool cleaner looks for the stop every 10 s
 	// and would still be asleep when the bubble ends. On the bubble's clock
 	// this wait is free.
 	t.Cleanup(func() { time.Sleep(15 * time.Second) })
 	serve(t, srv, ln)
-	return srv, "http://" + addr
+	return srv, "http://" + ln.Addr().String()
 }
 
 // fasthttp keeps its Date header fresh from a goroutine started on first
