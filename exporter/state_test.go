@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/memnet"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
 )
@@ -36,22 +37,27 @@ func stateConfig(dir string, max int64, sh pkrange.Shard) exporter.Config {
 }
 
 // filledState polls a simulator with the classifier on until every pk has
-// a sample and a verdict, stops, and leaves its state file in dir.
-func filledState(t *testing.T, dir string, max int64, sh pkrange.Shard) []byte {
+// a sample and a verdict, stops, and leaves its state file in dir. It runs
+// on a fake clock (the file's times are in the bubble's year 2000, which a
+// load on the real clock takes as an old file, as it is).
+func filledState(t *testing.T, dir string, max int64, sh pkrange.Shard) (want []byte) {
 	t.Helper()
-	_, url := simtest.Start(t, simtest.Config(pkMin, max, false))
-	cfg := suspiciousConfig(url, max, 2*time.Second, 32)
-	cfg.Shard = sh
-	cfg.StateDir = dir
-	s := startShard(t, cfg)
-	s.WaitVerdicts(t)
-	s.StopPolling() // saves the state
-	// A username Mockstagram never sends, with characters to escape.
-	s.E.Store().SetUsername(0, []byte(`renamed "one"`))
-	if _, err := s.E.SaveState(); err != nil {
-		t.Fatal(err)
-	}
-	return exposition(t, s.E.Store())
+	inBubble(t, func(t *testing.T, n *memnet.Network) {
+		_, url := simtest.StartMem(t, simtest.Config(pkMin, max, false), n)
+		cfg := suspiciousConfig(url, max, 2*time.Second, 32)
+		cfg.Shard = sh
+		cfg.StateDir = dir
+		s := startShardMem(t, n, cfg)
+		s.WaitVerdicts(t)
+		s.StopPolling() // saves the state
+		// A username Mockstagram never sends, with characters to escape.
+		s.E.Store().SetUsername(0, []byte(`renamed "one"`))
+		if _, err := s.E.SaveState(); err != nil {
+			t.Fatal(err)
+		}
+		want = exposition(t, s.E.Store())
+	})
+	return want
 }
 
 func TestStateRoundTrip(t *testing.T) {
