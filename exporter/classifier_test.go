@@ -12,7 +12,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/synctest"
 	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
@@ -95,8 +94,7 @@ func suspiciousConfig(url string, max int64, period time.Duration, concurrency i
 // simulator's rule on the values the exporter posted (frozen counts), in the
 // exposition with the verdict's time as the sample timestamp.
 func TestSuspiciousVerdictsAreExact(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		n := memnet.New()
+	inBubble(t, func(t *testing.T, n *memnet.Network) {
 		sim, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+499, false), n)
 		s := startShardMem(t, n, suspiciousConfig(url, pkMin+499, 2*time.Second, 32))
 		start := time.Now()
@@ -138,8 +136,7 @@ func TestSuspiciousVerdictsAreExact(t *testing.T) {
 // TestSuspiciousChecksAreSpreadOverThePeriod: one check per pk per period,
 // evenly spread, never a burst.
 func TestSuspiciousChecksAreSpreadOverThePeriod(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		n := memnet.New()
+	inBubble(t, func(t *testing.T, n *memnet.Network) {
 		_, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+399, false), n)
 		tap := tapClassifier(t, n, url)
 		const period = 4 * time.Second
@@ -195,8 +192,7 @@ func TestSuspiciousChecksAreSpreadOverThePeriod(t *testing.T) {
 // schedule needs, no more than suspicious.concurrency calls are in flight,
 // the walk reports its lag, and polling goes on untouched.
 func TestSuspiciousConcurrencyIsBounded(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		n := memnet.New()
+	inBubble(t, func(t *testing.T, n *memnet.Network) {
 		scfg := simtest.Config(pkMin, pkMin+199, false)
 		scfg.SuspiciousDelayMean = 300 * time.Millisecond
 		_, url := simtest.StartMem(t, scfg, n)
@@ -222,8 +218,7 @@ func TestSuspiciousConcurrencyIsBounded(t *testing.T) {
 // without a successful answer has no verdict (absent, not 0).
 func TestSuspiciousRetriesAndTimeouts(t *testing.T) {
 	t.Run("errors", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			n := memnet.New()
+		inBubble(t, func(t *testing.T, n *memnet.Network) {
 			scfg := simtest.Config(pkMin, pkMin+9, false)
 			scfg.Faults.SuspiciousErrorRatio = 1
 			_, url := simtest.StartMem(t, scfg, n)
@@ -245,8 +240,7 @@ func TestSuspiciousRetriesAndTimeouts(t *testing.T) {
 		})
 	})
 	t.Run("timeouts", func(t *testing.T) {
-		synctest.Test(t, func(t *testing.T) {
-			n := memnet.New()
+		inBubble(t, func(t *testing.T, n *memnet.Network) {
 			scfg := simtest.Config(pkMin, pkMin+9, false)
 			scfg.SuspiciousDelayMean = 5 * time.Second
 			_, url := simtest.StartMem(t, scfg, n)
@@ -270,8 +264,7 @@ func TestSuspiciousRetriesAndTimeouts(t *testing.T) {
 // TestSuspiciousOff: a Config without Suspicious never calls the
 // classifier.
 func TestSuspiciousOff(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
-		n := memnet.New()
+	inBubble(t, func(t *testing.T, n *memnet.Network) {
 		_, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+49, false), n)
 		tap := tapClassifier(t, n, url)
 		s := startShardMem(t, n, testConfig([]string{tap.URL}, pkMin+49, pkrange.Shard{Count: 1}))
