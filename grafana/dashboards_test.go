@@ -43,6 +43,7 @@ import (
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter/exportertest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/stack"
 	"github.com/mockstagram-exporter/mockstagram-exporter/rankd"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
@@ -1173,8 +1174,7 @@ func (a *promAPI) instant(expr string) (float64, bool) {
 // --- the stack ---------------------------------------------------------------
 
 const (
-	pkMin = 1_000_000
-	pks   = 2000
+	pks = 2000
 	// The influencer the dashboards open on. The test makes it suspicious
 	// (ratio 2) from the start and gives it a follower jump later (still
 	// suspicious, ratio 4), so every panel about it has something to show.
@@ -1184,7 +1184,7 @@ const (
 	testTimeWindow = 5 * time.Minute
 )
 
-type stack struct {
+type testStack struct {
 	vm       *vmtest.Proc
 	api      *promAPI
 	rankdURL string
@@ -1222,21 +1222,24 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) bool 
 // exporter shards, rankd, VictoriaMetrics scraping all of them (and itself
 // and vmalert) with the checked-in scrape config, and vmalert with the
 // checked-in rules once a follower jump is stored.
-func startStack(t *testing.T) *stack {
+func startStack(t *testing.T) *testStack {
 	t.Helper()
+	// VictoriaMetrics scrapes itself and vmalert: their ports are in the
+	// targets before they start.
 	ports, err := proc.FreePorts(2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	vmPort, vmalertPort := ports[0], ports[1]
-	s := &stack{}
+	vmAddr, vmalertAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+	s := &testStack{}
 
-	_, simURL := simtest.Start(t, simtest.Config(pkMin, pkMin+pks-1, true))
+	r := pkrange.First(pks)
+	_, simURL := simtest.Start(t, simtest.Config(r.Min, r.Max, true))
 	setInfluencer(t, simURL, pk, 100_000, 50_000)
 
 	var shardURLs, hosts []string
 	for i := range 2 {
-		cfg := exportertest.Config([]string{simURL}, pkMin, pkMin+pks-1, pkrange.Shard{Index: i, Count: 2})
+		cfg := exportertest.Config([]string{simURL}, r.Min, r.Max, pkrange.Shard{Index: i, Count: 2})
 		cfg.Interval, cfg.Timeout, cfg.Concurrency, cfg.Pipeline = pollInterval, 500*time.Millisecond, 32, 8
 		cfg.Suspicious.Period = 5 * time.Second // every pk judged within the test, at 400 checks/s
 		sh := exportertest.Start(t, cfg)
@@ -1279,13 +1282,13 @@ func startStack(t *testing.T) *stack {
 		"exporters.json":       victoria.Hosts(hosts...),
 		"rankd.json":           victoria.Hosts(strings.TrimPrefix(rkSrv.URL, "http://")),
 		"simulators.json":      victoria.Hosts(strings.TrimPrefix(simURL, "http://")),
-		"victoriametrics.json": victoria.Hosts(fmt.Sprintf("127.0.0.1:%d", vmPort)),
-		"vmalert.json":         victoria.Hosts(fmt.Sprintf("127.0.0.1:%d", vmalertPort)),
+		"victoriametrics.json": victoria.Hosts(vmAddr),
+		"vmalert.json":         victoria.Hosts(vmalertAddr),
 	}); err != nil {
 		t.Fatal(err)
 	}
-	s.vm = vmtest.StartOn(t, "victoria-metrics", vmPort, filepath.Join(dir, "vm"), "-storageDataPath",
-		"-dedup.minScrapeInterval=1ms", "-search.latencyOffset=0s", "-promscrape.config="+filepath.Join(dir, "scrape.yml"))
+	s.vm = vmtest.Run(t, stack.Victoria{Addr: vmAddr, DataDir: filepath.Join(dir, "vm"),
+		ScrapeConfig: filepath.Join(dir, "scrape.yml"), QueryFresh: true, LogLevel: "WARN"})
 	s.api = &promAPI{base: s.vm.URL}
 
 	sel := fmt.Sprintf(`mockstagram_influencer_followers{pk="%d"}`, pk)
@@ -1304,19 +1307,15 @@ func startStack(t *testing.T) *stack {
 	})
 
 	rules, _ := filepath.Glob(repoPath("victoria", "rules", "*.yml"))
-	args := []string{"-datasource.url=" + s.vm.URL, "-remoteWrite.url=" + s.vm.URL, "-remoteWrite.flushInterval=200ms",
-		"-notifier.blackhole", "-group.maxStartDelay=100ms", "-rule.evalDelay=0s"}
-	for _, r := range rules {
-		args = append(args, "-rule="+r)
-	}
-	vmtest.StartOn(t, "vmalert", vmalertPort, filepath.Join(dir, "vmalert"), "", args...)
+	vmtest.Run(t, stack.VMAlert{Addr: vmalertAddr, Datasource: s.vm.URL, Rules: rules,
+		FlushInterval: 200 * time.Millisecond, NoDelay: true, LogLevel: "WARN"})
 	return s
 }
 
 // waitForData waits until the series the dashboards read have enough
 // samples for a rate() over the test's rate window. A series that does
 // not come is reported by the panels that read it.
-func (s *stack) waitForData(t *testing.T) {
+func (s *testStack) waitForData(t *testing.T) {
 	t.Helper()
 	f := func(d time.Duration, what, expr string) {
 		t.Helper()

@@ -35,6 +35,10 @@ func (r Range) Validate() error {
 	return nil
 }
 
+// First returns Mockstagram's first n pks: DefaultMin .. DefaultMin+n-1,
+// the range every local stack, load run and end-to-end test polls.
+func First(n int) Range { return Range{Min: DefaultMin, Max: DefaultMin + int64(n) - 1} }
+
 // Len is the number of pks in the range.
 func (r Range) Len() int { return int(r.Max - r.Min + 1) }
 

@@ -76,3 +76,15 @@ func TestOrdinalFromHostname(t *testing.T) {
 	f("exporter-", 0, true)
 	f("exporter-1a", 0, true)
 }
+
+func TestFirst(t *testing.T) {
+	f := func(n int, want Range) {
+		t.Helper()
+		if got := First(n); got != want || got.Len() != n {
+			t.Fatalf("First(%d) = %+v (len %d), want %+v", n, got, got.Len(), want)
+		}
+	}
+	f(1, Range{Min: 1_000_000, Max: 1_000_000})
+	f(2000, Range{Min: 1_000_000, Max: 1_001_999})
+	f(1_000_000, Range{Min: DefaultMin, Max: DefaultMax})
+}

@@ -1,7 +1,7 @@
-// Package proc starts and stops the pipeline's processes (our binaries and
-// the VictoriaMetrics ones) for the launcher, load runs and end-to-end
-// tests: free loopback ports, readiness waits, CPU and memory readings, and
-// an orderly stop.
+// Package proc starts and stops one process at a time (our binaries and
+// the VictoriaMetrics ones): free loopback ports, readiness waits, CPU and
+// memory readings, and an orderly stop. internal/stack builds the
+// pipeline's command lines and start order on it.
 package proc
 
 import (

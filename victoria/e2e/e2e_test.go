@@ -19,6 +19,7 @@ import (
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter/exportertest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/promtext"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/stack"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
@@ -26,18 +27,17 @@ import (
 )
 
 const (
-	pkMin        = 1_000_000
 	pollInterval = 2 * time.Second
 	// Scrape twice per poll interval, as victoria/scrape.yml does (30 s for 60 s).
 	scrapeInterval = pollInterval / 2
 )
 
 // startShards runs n exporter shards polling every poll interval, pipelined.
-func startShards(t *testing.T, url string, max int64, n int) []*exportertest.Shard {
+func startShards(t *testing.T, url string, pks pkrange.Range, n int) []*exportertest.Shard {
 	t.Helper()
 	var out []*exportertest.Shard
 	for i := range n {
-		cfg := exportertest.Config([]string{url}, pkMin, max, pkrange.Shard{Index: i, Count: n})
+		cfg := exportertest.Config([]string{url}, pks.Min, pks.Max, pkrange.Shard{Index: i, Count: n})
 		cfg.Interval, cfg.Timeout, cfg.Concurrency, cfg.Pipeline = pollInterval, 500*time.Millisecond, 32, 8
 		cfg.RetryBackoff = 100 * time.Millisecond
 		// A pass every 10 s: 300 checks/s for 3000 pks, light enough not to
@@ -82,22 +82,21 @@ func scrapeDir(t *testing.T, shards []*exportertest.Shard, slices int) string {
 	return dir
 }
 
-// pipeline is one test's simulator (pks from pkMin), exporter shards and
-// scrape directory.
+// pipeline is one test's simulator, exporter shards and scrape directory.
 type pipeline struct {
 	sim    *simulator.Server
 	shards []*exportertest.Shard
 	dir    string
-	max    int64
+	pks    pkrange.Range
 	start  time.Time
 }
 
 func newPipeline(t *testing.T, pks int, drift bool, shards, slices int) *pipeline {
 	t.Helper()
-	p := &pipeline{max: pkMin + int64(pks) - 1, start: time.Now()}
+	p := &pipeline{pks: pkrange.First(pks), start: time.Now()}
 	var url string
-	p.sim, url = simtest.Start(t, simtest.Config(pkMin, p.max, drift))
-	p.shards = startShards(t, url, p.max, shards)
+	p.sim, url = simtest.Start(t, simtest.Config(p.pks.Min, p.pks.Max, drift))
+	p.shards = startShards(t, url, p.pks, shards)
 	p.dir = scrapeDir(t, p.shards, slices)
 	return p
 }
@@ -105,31 +104,17 @@ func newPipeline(t *testing.T, pks int, drift bool, shards, slices int) *pipelin
 // startVM starts VictoriaMetrics, scraping the shards itself or not.
 func (p *pipeline) startVM(t *testing.T, scrape bool) *vmtest.Proc {
 	t.Helper()
-	cfg := ""
+	spec := stack.Victoria{DataDir: filepath.Join(p.dir, "vm"), QueryFresh: true, LogLevel: "WARN"}
 	if scrape {
-		cfg = filepath.Join(p.dir, "scrape.yml")
+		spec.ScrapeConfig = filepath.Join(p.dir, "scrape.yml")
 	}
-	return vmtest.Start(t, "victoria-metrics", filepath.Join(p.dir, "vm"), "-storageDataPath", vmFlags(cfg)...)
+	return vmtest.Run(t, spec)
 }
 
 // checkEveryPollStoredOnce is the package function for this pipeline.
 func (p *pipeline) checkEveryPollStoredOnce(t *testing.T, vm *vmtest.Proc, drift bool) {
 	t.Helper()
-	checkEveryPollStoredOnce(t, vm, p.shards, p.sim, p.max, p.start, drift)
-}
-
-// vmFlags are the single-node flags the pipeline runs VictoriaMetrics with.
-func vmFlags(scrapeCfg string) []string {
-	flags := []string{
-		// One sample per poll: a sample scraped twice has the same
-		// timestamp and is dropped here.
-		"-dedup.minScrapeInterval=1ms",
-		"-search.latencyOffset=0s", // tests query what was just written
-	}
-	if scrapeCfg != "" {
-		flags = append(flags, "-promscrape.config="+scrapeCfg)
-	}
-	return flags
+	checkEveryPollStoredOnce(t, vm, p.shards, p.sim, p.pks, p.start, drift)
 }
 
 func successfulPolls(t *testing.T, shards []*exportertest.Shard) float64 {
@@ -174,7 +159,7 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 // values are the simulator's: every sample with fixed counts, the last one
 // with drifting counts (every poll moved them; the last poll saw the final
 // state).
-func checkEveryPollStoredOnce(t *testing.T, vm *vmtest.Proc, shards []*exportertest.Shard, sim *simulator.Server, max int64, start time.Time, drift bool) {
+func checkEveryPollStoredOnce(t *testing.T, vm *vmtest.Proc, shards []*exportertest.Shard, sim *simulator.Server, pks pkrange.Range, start time.Time, drift bool) {
 	t.Helper()
 	for _, s := range shards {
 		s.StopPolling()
@@ -194,7 +179,7 @@ func checkEveryPollStoredOnce(t *testing.T, vm *vmtest.Proc, shards []*exportert
 	if float64(stored) != polls {
 		t.Fatalf("VictoriaMetrics holds %d follower samples for %v successful polls", stored, polls)
 	}
-	if want := int(max - pkMin + 1); len(series) != want {
+	if want := pks.Len(); len(series) != want {
 		t.Fatalf("%d follower series stored, want %d", len(series), want)
 	}
 	for _, s := range series {
@@ -279,8 +264,8 @@ func checkEveryVerdictStoredOnce(t *testing.T, vm *vmtest.Proc, p *pipeline) {
 		}
 		return float64(stored) >= checks
 	})
-	if float64(stored) != checks || len(series) != int(p.max-pkMin+1) {
-		t.Fatalf("VictoriaMetrics holds %d verdict samples in %d series for %v successful checks of %d pks", stored, len(series), checks, p.max-pkMin+1)
+	if float64(stored) != checks || len(series) != p.pks.Len() {
+		t.Fatalf("VictoriaMetrics holds %d verdict samples in %d series for %v successful checks of %d pks", stored, len(series), checks, p.pks.Len())
 	}
 	flagged := 0
 	for _, s := range series {
@@ -324,16 +309,14 @@ func TestDriftingTimeSeries(t *testing.T) {
 func TestVMAgentBuffersThroughAnOutage(t *testing.T) {
 	p := newPipeline(t, 1000, false, 2, 2)
 	vm := p.startVM(t, false)
-	vmtest.Start(t, "vmagent", filepath.Join(p.dir, "vmagent-buffer"), "-remoteWrite.tmpDataPath",
-		"-promscrape.config="+filepath.Join(p.dir, "scrape.yml"),
-		"-remoteWrite.url="+vm.URL+"/api/v1/write",
-		"-remoteWrite.flushInterval=200ms")
+	vmtest.Run(t, stack.VMAgent{BufferDir: filepath.Join(p.dir, "vmagent-buffer"), ScrapeConfig: filepath.Join(p.dir, "scrape.yml"),
+		RemoteWrite: vm.URL, FlushInterval: 200 * time.Millisecond, LogLevel: "WARN"})
 	waitCycles(t, vm, 2, 1000)
 	if err := vm.Stop(20 * time.Second); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(4 * pollInterval) // polls and scrapes go on; vmagent buffers
-	vm = vmtest.StartOn(t, "victoria-metrics", vm.Port, vm.Dir, "-storageDataPath", vmFlags("")...)
+	vm = vmtest.Run(t, vm.Spec)  // where it was: same port, same data
 	p.checkEveryPollStoredOnce(t, vm, false)
 }
 
@@ -341,9 +324,9 @@ func TestVMAgentBuffersThroughAnOutage(t *testing.T) {
 // influencer a follower jump; vmalert, running the checked-in rules against
 // the stored series, fires InfluencerFollowerJump for that pk and no other.
 func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
-	const jumpPK = pkMin + 417
+	const jumpPK = pkrange.DefaultMin + 417
 	p := newPipeline(t, 1000, false, 1, 1)
-	sim, dir := p.sim, p.dir
+	sim := p.sim
 	vm := p.startVM(t, true)
 	waitCycles(t, vm, 2, 1000)
 	f, g, _ := sim.Peek(jumpPK)
@@ -356,12 +339,7 @@ func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
 		return len(r) == 1 && r[0].Value.V == float64(f+500_000)
 	})
 	rules, _ := filepath.Glob(filepath.Join(vmtest.RepoRoot(), "victoria", "rules", "*.yml"))
-	args := []string{"-datasource.url=" + vm.URL, "-remoteWrite.url=" + vm.URL, "-notifier.blackhole",
-		"-group.maxStartDelay=100ms", "-rule.evalDelay=0s"}
-	for _, r := range rules {
-		args = append(args, "-rule="+r)
-	}
-	vmalert := vmtest.Start(t, "vmalert", filepath.Join(dir, "vmalert"), "", args...)
+	vmalert := vmtest.Run(t, stack.VMAlert{Datasource: vm.URL, Rules: rules, NoDelay: true, LogLevel: "WARN"})
 	var firing []string
 	waitFor(t, 60*time.Second, "InfluencerFollowerJump to fire", func() bool {
 		resp, err := http.Get(vmalert.URL + "/api/v1/alerts")

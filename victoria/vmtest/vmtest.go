@@ -1,13 +1,12 @@
 // Package vmtest runs the real VictoriaMetrics binaries (built from the
-// versions pinned in go.mod) for tests: free loopback ports, temp data
-// dirs, readiness waits, the Prometheus query API, and a stop at the end of
-// the test.
+// versions pinned in go.mod) for tests, from internal/stack's specs:
+// free loopback ports, readiness waits, the Prometheus query API, and a
+// stop at the end of the test.
 package vmtest
 
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -21,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/stack"
 )
 
 const vmPkg = "github.com/VictoriaMetrics/VictoriaMetrics/app/"
@@ -55,45 +54,23 @@ func Binary(t testing.TB, name string) string {
 
 // Proc is a running VictoriaMetrics component.
 type Proc struct {
-	*proc.Proc
-	URL  string // http://127.0.0.1:port
-	Port int
-	Dir  string // its data dir
+	*stack.Proc
 }
 
-// Start runs binary `name` with args plus -httpListenAddr on a free port,
-// waits until /health answers, and stops it when the test ends. dataFlag,
-// when set (e.g. "-storageDataPath"), points at dir.
-func Start(t testing.TB, name, dir, dataFlag string, args ...string) *Proc {
+// Run starts spec (a stack.Victoria, VMAgent or VMAlert; one without an
+// address gets a free loopback port), waits until it is ready, and stops
+// it when the test ends. Restarting where it was is Run(t, p.Spec).
+// Tests usually set the spec's LogLevel to WARN.
+func Run(t testing.TB, spec stack.Spec) *Proc {
 	t.Helper()
-	ports, err := proc.FreePorts(1)
+	Binary(t, spec.Binary())
+	st := &stack.Stack{BinDir: filepath.Join(RepoRoot(), "bin"), LogDir: t.TempDir(), StopTimeout: 20 * time.Second}
+	t.Cleanup(func() { st.Stop() })
+	p, err := st.Start(context.Background(), spec.Binary(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return StartOn(t, name, ports[0], dir, dataFlag, args...)
-}
-
-// StartOn is Start on a given port (to restart a component where it was).
-func StartOn(t testing.TB, name string, port int, dir, dataFlag string, args ...string) *Proc {
-	t.Helper()
-	bin := Binary(t, name)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	all := append([]string{"-httpListenAddr=" + addr, "-loggerLevel=WARN"}, args...)
-	if dataFlag != "" {
-		all = append(all, dataFlag+"="+dir)
-	}
-	p, err := proc.Start(name, bin, all, filepath.Join(dir, "..", name+"-"+strconv.Itoa(port)+".log"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vp := &Proc{Proc: p, URL: "http://" + addr, Port: port, Dir: dir}
-	t.Cleanup(func() { vp.Stop(20 * time.Second) })
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := proc.WaitHTTP(ctx, vp.URL+"/health", p); err != nil {
-		t.Fatal(err)
-	}
-	return vp
+	return &Proc{Proc: p}
 }
 
 // Series is one series of a query result.

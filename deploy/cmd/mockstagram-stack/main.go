@@ -19,14 +19,15 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
 
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/promtext"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/stack"
 	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
 )
 
@@ -56,11 +57,6 @@ func main() {
 	}
 }
 
-type component struct {
-	name, url, ready string
-	p                *proc.Proc
-}
-
 // Port offsets within the --ports.base block.
 const (
 	portSim      = 0
@@ -71,6 +67,90 @@ const (
 )
 
 func run(ctx context.Context, c *cli, out io.Writer) error {
+	if err := c.validate(); err != nil {
+		return err
+	}
+	logDir := filepath.Join(c.DataDir, "logs")
+	st := &stack.Stack{BinDir: c.BinDir, LogDir: logDir, ReadyTimeout: 2 * time.Minute, StopTimeout: 30 * time.Second}
+	if c.Verbose {
+		st.Tee = func(name string) io.Writer { return &prefixWriter{w: out, prefix: name + " | "} }
+	}
+	defer func() {
+		if err := st.Stop(); err != nil {
+			fmt.Fprintln(out, err)
+		}
+	}()
+	pks := pkrange.First(c.PKCount)
+	upstreams := c.MockstagramURL
+	if len(upstreams) == 0 {
+		fmt.Fprintf(out, "starting the Mockstagram simulator with %d influencers...\n", c.PKCount)
+		if _, err := st.Start(ctx, "mockstagram-sim", stack.Simulator{Addr: c.addr(portSim), PKs: pks}); err != nil {
+			return err
+		}
+		upstreams = []string{c.url(portSim)}
+	}
+	stateDir := filepath.Join(c.DataDir, "exporters")
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return err
+	}
+	var exps, expHosts []string
+	for i := range c.Shards {
+		e, err := st.Start(ctx, fmt.Sprintf("exporter-%d", i), stack.Exporter{Addr: c.addr(portExporter + i), Upstreams: upstreams,
+			PKs: pks, Shard: pkrange.Shard{Index: i, Count: c.Shards},
+			PollInterval: c.PollInterval, PollTimeout: min(5*time.Second, c.PollInterval/2),
+			SuspiciousPeriod: c.SuspiciousPeriod, SuspiciousOff: c.SuspiciousPeriod == 0,
+			// Verdicts and the check schedule survive a restart of the stack.
+			StateDir: stateDir})
+		if err != nil {
+			return err
+		}
+		exps, expHosts = append(exps, e.URL), append(expHosts, e.Addr)
+	}
+	if _, err := st.Start(ctx, "rankd", stack.Rankd{Addr: c.addr(portRankd), Exporters: exps,
+		Refresh: min(5*time.Second, c.PollInterval)}); err != nil {
+		return err
+	}
+
+	// VictoriaMetrics scrapes with the checked-in scrape config; the
+	// launcher only writes the file_sd targets next to a copy of it.
+	vdir := filepath.Join(c.DataDir, "victoria")
+	slices := victoria.SlicesFor(c.PKCount / c.Shards)
+	var simHosts []string
+	if len(c.MockstagramURL) == 0 {
+		simHosts = []string{c.addr(portSim)}
+	}
+	if err := victoria.WriteScrapeConfig(c.VictoriaDir, vdir, map[string][]victoria.TargetGroup{
+		"influencers.json":     victoria.InfluencerTargets(expHosts, slices),
+		"exporters.json":       victoria.Hosts(expHosts...),
+		"simulators.json":      victoria.Hosts(simHosts...),
+		"victoriametrics.json": victoria.Hosts(c.addr(portVM)),
+		"vmalert.json":         victoria.Hosts(c.addr(portVMAlert)),
+		"rankd.json":           victoria.Hosts(c.addr(portRankd)),
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "starting VictoriaMetrics (scraping %d shard(s) as %d slice(s) each) and vmalert...\n", c.Shards, slices)
+	if _, err := st.Start(ctx, "victoria-metrics", stack.Victoria{Addr: c.addr(portVM), DataDir: filepath.Join(vdir, "data"),
+		ScrapeConfig: filepath.Join(vdir, "scrape.yml"), MaxUniqueTimeseries: 3_000_000}); err != nil {
+		return err
+	}
+	rules, _ := filepath.Glob(filepath.Join(c.VictoriaDir, "rules", "*.yml"))
+	if len(rules) == 0 {
+		return fmt.Errorf("no rule files in %s/rules; run from the repository root or set --victoria.dir", c.VictoriaDir)
+	}
+	if _, err := st.Start(ctx, "vmalert", stack.VMAlert{Addr: c.addr(portVMAlert), Datasource: c.url(portVM), RemoteRead: true,
+		Rules: rules, EvaluationInterval: time.Minute}); err != nil {
+		return err
+	}
+	if err := announce(c, out, upstreams, exps, logDir); err != nil {
+		return err
+	}
+	return supervise(ctx, c, out, st.Procs, exps)
+}
+
+// validate checks the flags, and that the whole port block is free before
+// anything starts.
+func (c *cli) validate() error {
 	if c.PKCount < 1 || c.Shards < 1 {
 		return errors.New("--pk.count and --shards must be at least 1")
 	}
@@ -83,9 +163,6 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	if c.PortsBase < 1 || c.PortsBase+portExporter+c.Shards > 65535 {
 		return fmt.Errorf("--ports.base=%d leaves no room for %d ports", c.PortsBase, portExporter+c.Shards)
 	}
-	addr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(c.PortsBase+i) }
-	url := func(i int) string { return "http://" + addr(i) }
-	// Check the whole port block before starting anything.
 	ports := []int{portVM, portVMAlert, portRankd}
 	if len(c.MockstagramURL) == 0 {
 		ports = append(ports, portSim)
@@ -94,123 +171,23 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		ports = append(ports, portExporter+i)
 	}
 	for _, i := range ports {
-		if err := proc.PortFree(addr(i)); err != nil {
-			return fmt.Errorf("port %s is taken (%v); pick another block with --ports.base", addr(i), err)
+		if err := proc.PortFree(c.addr(i)); err != nil {
+			return fmt.Errorf("port %s is taken (%v); pick another block with --ports.base", c.addr(i), err)
 		}
 	}
-	logDir := filepath.Join(c.DataDir, "logs")
-	var comps []*component
-	stopAll := func() {
-		for i := len(comps) - 1; i >= 0; i-- {
-			if err := comps[i].p.Stop(30 * time.Second); err != nil {
-				fmt.Fprintf(out, "%s: %v\n", comps[i].name, err)
-			}
-		}
-	}
-	defer stopAll()
-	start := func(name, bin string, args []string, url, ready string) error {
-		var tee io.Writer
-		if c.Verbose {
-			tee = &prefixWriter{w: out, prefix: name + " | "}
-		}
-		p, err := proc.Start(name, filepath.Join(c.BinDir, bin), args, filepath.Join(logDir, name+".log"), tee)
-		if err != nil {
-			return err
-		}
-		comps = append(comps, &component{name: name, url: url, ready: ready, p: p})
-		wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-		defer cancel()
-		return proc.WaitHTTP(wctx, url+ready, p)
-	}
-	pkMax := strconv.Itoa(1_000_000 + c.PKCount - 1)
-	upstreams := c.MockstagramURL
-	if len(upstreams) == 0 {
-		fmt.Fprintf(out, "starting the Mockstagram simulator with %d influencers...\n", c.PKCount)
-		if err := start("mockstagram-sim", "mockstagram-sim", []string{"--web.listen-address=" + addr(portSim), "--pk.max=" + pkMax},
-			url(portSim), "/-/ready"); err != nil {
-			return err
-		}
-		upstreams = []string{url(portSim)}
-	}
-	stateDir := filepath.Join(c.DataDir, "exporters")
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return err
-	}
-	var exps []string
-	for i := range c.Shards {
-		name := fmt.Sprintf("exporter-%d", i)
-		args := []string{"--web.listen-address=" + addr(portExporter+i), "--pk.max=" + pkMax,
-			"--shard.index=" + strconv.Itoa(i), "--shard.count=" + strconv.Itoa(c.Shards),
-			"--poll.interval=" + c.PollInterval.String(), "--poll.timeout=" + min(5*time.Second, c.PollInterval/2).String(),
-			"--mockstagram.url=" + strings.Join(upstreams, ","),
-			// Verdicts and the check schedule survive a restart of the stack.
-			"--state.dir=" + stateDir}
-		if c.SuspiciousPeriod > 0 {
-			args = append(args, "--suspicious.period="+c.SuspiciousPeriod.String())
-		} else {
-			args = append(args, "--no-suspicious.enabled")
-		}
-		if err := start(name, "mockstagram_exporter", args, url(portExporter+i), "/-/ready"); err != nil {
-			return err
-		}
-		exps = append(exps, url(portExporter+i))
-	}
+	return nil
+}
 
-	rankdArgs := []string{"--web.listen-address=" + addr(portRankd), "--refresh.interval=" + min(5*time.Second, c.PollInterval).String()}
-	for _, e := range exps {
-		rankdArgs = append(rankdArgs, "--exporter.url="+e)
-	}
-	if err := start("rankd", "rankd", rankdArgs, url(portRankd), "/-/healthy"); err != nil {
-		return err
-	}
+// addr is the loopback address at offset i of the --ports.base block.
+func (c *cli) addr(i int) string { return "127.0.0.1:" + strconv.Itoa(c.PortsBase+i) }
 
-	// VictoriaMetrics scrapes with the checked-in scrape config; the
-	// launcher only writes the file_sd targets next to a copy of it.
-	vdir := filepath.Join(c.DataDir, "victoria")
-	slices := victoria.SlicesFor(c.PKCount / c.Shards)
-	host := func(u string) string { return strings.TrimPrefix(u, "http://") }
-	var expHosts, simHosts []string
-	for _, e := range exps {
-		expHosts = append(expHosts, host(e))
-	}
-	if len(c.MockstagramURL) == 0 {
-		simHosts = []string{addr(portSim)}
-	}
-	if err := victoria.WriteScrapeConfig(c.VictoriaDir, vdir, map[string][]victoria.TargetGroup{
-		"influencers.json":     victoria.InfluencerTargets(expHosts, slices),
-		"exporters.json":       victoria.Hosts(expHosts...),
-		"simulators.json":      victoria.Hosts(simHosts...),
-		"victoriametrics.json": victoria.Hosts(addr(portVM)),
-		"vmalert.json":         victoria.Hosts(addr(portVMAlert)),
-		"rankd.json":           victoria.Hosts(addr(portRankd)),
-	}); err != nil {
-		return err
-	}
-	fmt.Fprintf(out, "starting VictoriaMetrics (scraping %d shard(s) as %d slice(s) each) and vmalert...\n", c.Shards, slices)
-	if err := start("victoria-metrics", "victoria-metrics", []string{
-		"-httpListenAddr=" + addr(portVM), "-storageDataPath=" + filepath.Join(vdir, "data"),
-		"-promscrape.config=" + filepath.Join(vdir, "scrape.yml"),
-		"-dedup.minScrapeInterval=1ms", // one sample per poll (docs/victoria.md)
-		"-search.maxUniqueTimeseries=3000000",
-	}, url(portVM), "/health"); err != nil {
-		return err
-	}
-	rules, _ := filepath.Glob(filepath.Join(c.VictoriaDir, "rules", "*.yml"))
-	if len(rules) == 0 {
-		return fmt.Errorf("no rule files in %s/rules; run from the repository root or set --victoria.dir", c.VictoriaDir)
-	}
-	vmalertArgs := []string{"-httpListenAddr=" + addr(portVMAlert),
-		"-datasource.url=" + url(portVM), "-remoteWrite.url=" + url(portVM), "-remoteRead.url=" + url(portVM),
-		"-notifier.blackhole", "-evaluationInterval=1m"}
-	for _, r := range rules {
-		vmalertArgs = append(vmalertArgs, "-rule="+r)
-	}
-	if err := start("vmalert", "vmalert", vmalertArgs, url(portVMAlert), "/health"); err != nil {
-		return err
-	}
+// url is addr as an http:// base URL.
+func (c *cli) url(i int) string { return "http://" + c.addr(i) }
 
-	endpoints := map[string]any{"upstreams": upstreams, "exporters": exps, "victoriametrics": url(portVM),
-		"vmui": url(portVM) + "/vmui/", "vmalert": url(portVMAlert), "rankd": url(portRankd), "logs": logDir}
+// announce prints where to look and writes the same as endpoints.json.
+func announce(c *cli, out io.Writer, upstreams, exps []string, logDir string) error {
+	endpoints := map[string]any{"upstreams": upstreams, "exporters": exps, "victoriametrics": c.url(portVM),
+		"vmui": c.url(portVM) + "/vmui/", "vmalert": c.url(portVMAlert), "rankd": c.url(portRankd), "logs": logDir}
 	fmt.Fprintf(out, "\nThe pipeline is up. Where to look:\n")
 	if len(c.MockstagramURL) == 0 {
 		fmt.Fprintf(out, "  simulator          %s/api/v1/influencers/1000001\n", upstreams[0])
@@ -220,24 +197,24 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		fmt.Fprintf(out, "  exporter-%-9d %s/  (gauges at /metrics, telemetry at /telemetry)\n", i, u)
 	}
 	q := "mockstagram_influencer_followers{pk=\"1000001\"}"
-	fmt.Fprintf(out, "  VictoriaMetrics    %s/vmui/#/?g0.expr=%s&g0.range_input=1h\n", url(portVM), neturl.QueryEscape(q))
-	fmt.Fprintf(out, "  vmalert alerts     %s/vmalert/alerts\n", url(portVMAlert))
-	fmt.Fprintf(out, "  rankd              %s/api/v1/influencers/1000001  (also /api/v1/average, /api/v1/top?n=10)\n", url(portRankd))
+	fmt.Fprintf(out, "  VictoriaMetrics    %s/vmui/#/?g0.expr=%s&g0.range_input=1h\n", c.url(portVM), neturl.QueryEscape(q))
+	fmt.Fprintf(out, "  vmalert alerts     %s/vmalert/alerts\n", c.url(portVMAlert))
+	fmt.Fprintf(out, "  rankd              %s/api/v1/influencers/1000001  (also /api/v1/average, /api/v1/top?n=10)\n", c.url(portRankd))
 	fmt.Fprintf(out, "  logs               %s/\n\n", logDir)
 	if b, err := json.MarshalIndent(endpoints, "", "  "); err == nil {
 		if err := os.WriteFile(filepath.Join(c.DataDir, "endpoints.json"), append(b, '\n'), 0o644); err != nil {
 			return fmt.Errorf("cannot write endpoints.json: %w", err)
 		}
 	}
-	return supervise(ctx, c, out, comps, exps)
+	return nil
 }
 
 // supervise prints progress until ctx ends or a component dies.
-func supervise(ctx context.Context, c *cli, out io.Writer, comps []*component, exps []string) error {
-	died := make(chan *component, len(comps))
+func supervise(ctx context.Context, c *cli, out io.Writer, comps []*stack.Proc, exps []string) error {
+	died := make(chan *stack.Proc, len(comps))
 	for _, comp := range comps {
 		go func() {
-			<-comp.p.Done()
+			<-comp.Done()
 			died <- comp
 		}()
 	}
@@ -252,7 +229,7 @@ func supervise(ctx context.Context, c *cli, out io.Writer, comps []*component, e
 			fmt.Fprintf(out, "\nstopping...\n")
 			return nil
 		case comp := <-died:
-			return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", comp.name, comp.p.Err(), comp.p.LogPath, comp.p.Tail(20))
+			return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", comp.Name, comp.Err(), comp.LogPath, comp.Tail(20))
 		case <-tick.C:
 			s := sr.read()
 			if !firstDone {

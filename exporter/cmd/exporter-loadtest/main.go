@@ -14,17 +14,17 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
 
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/promtext"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/stack"
 )
 
 type cli struct {
@@ -79,103 +79,31 @@ type results struct {
 }
 
 func run(ctx context.Context, c *cli, out io.Writer) error {
-	ports, err := proc.FreePorts(c.Sims + c.Shards)
-	if err != nil {
-		return err
-	}
-	var procs []*proc.Proc
-	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].Stop(15 * time.Second)
-		}
-	}()
-	pkMax := 1_000_000 + c.PKCount - 1
+	st := &stack.Stack{BinDir: c.BinDir, LogDir: c.WorkDir}
+	defer st.Stop()
+	pks := pkrange.First(c.PKCount)
 	var sims, exps []*proc.Proc
-	var simURLs []string
+	var simURLs, expURLs []string
 	for i := range c.Sims {
-		addr := fmt.Sprintf("127.0.0.1:%d", ports[i])
-		args := append([]string{"--web.listen-address=" + addr, "--pk.max=" + strconv.Itoa(pkMax), "--seed=1", "--log.level=warn"}, c.SimArgs...)
-		p, err := proc.Start(fmt.Sprintf("sim-%d", i), filepath.Join(c.BinDir, "mockstagram-sim"), args, filepath.Join(c.WorkDir, fmt.Sprintf("sim-%d.log", i)), nil)
+		p, err := st.Start(ctx, fmt.Sprintf("sim-%d", i), stack.Simulator{PKs: pks, Seed: 1, LogLevel: "warn", Extra: c.SimArgs})
 		if err != nil {
 			return err
 		}
-		procs = append(procs, p)
-		sims = append(sims, p)
-		simURLs = append(simURLs, "http://"+addr)
+		sims, simURLs = append(sims, p.Proc), append(simURLs, p.URL)
 	}
-	for i, p := range sims {
-		if err := waitReady(ctx, simURLs[i]+"/-/ready", p); err != nil {
-			return err
-		}
-	}
-	var expURLs []string
 	for i := range c.Shards {
-		addr := fmt.Sprintf("127.0.0.1:%d", ports[c.Sims+i])
-		args := []string{"--web.listen-address=" + addr, "--pk.max=" + strconv.Itoa(pkMax),
-			"--shard.index=" + strconv.Itoa(i), "--shard.count=" + strconv.Itoa(c.Shards),
-			"--poll.interval=" + c.PollInterval.String(), "--poll.concurrency=" + strconv.Itoa(c.PollConcurrency)}
-		for _, u := range simURLs {
-			args = append(args, "--mockstagram.url="+u)
-		}
-		args = append(args, c.ExporterArgs...)
-		p, err := proc.Start(fmt.Sprintf("exporter-%d", i), filepath.Join(c.BinDir, "mockstagram_exporter"), args, filepath.Join(c.WorkDir, fmt.Sprintf("exporter-%d.log", i)), nil)
+		p, err := st.Start(ctx, fmt.Sprintf("exporter-%d", i), stack.Exporter{Upstreams: simURLs, PKs: pks,
+			Shard: pkrange.Shard{Index: i, Count: c.Shards}, PollInterval: c.PollInterval, PollConcurrency: c.PollConcurrency,
+			Extra: c.ExporterArgs})
 		if err != nil {
 			return err
 		}
-		procs = append(procs, p)
-		exps = append(exps, p)
-		expURLs = append(expURLs, "http://"+addr)
-	}
-	for i, p := range exps {
-		if err := waitReady(ctx, expURLs[i]+"/-/ready", p); err != nil {
-			return err
-		}
+		exps, expURLs = append(exps, p.Proc), append(expURLs, p.URL)
 	}
 	fmt.Fprintf(out, "polling %d influencers every %s with %d exporter shard(s) against %d simulator(s); warm-up cycle...\n",
 		c.PKCount, c.PollInterval, c.Shards, c.Sims)
 
-	cycles := func() ([]float64, []promtext.Families, error) {
-		var n []float64
-		var all []promtext.Families
-		for _, u := range expURLs {
-			mfs, err := promtext.Fetch(http.DefaultClient, u+"/telemetry")
-			if err != nil {
-				return nil, nil, err
-			}
-			n = append(n, mfs.Sum("mockstagram_exporter_cycles_total"))
-			all = append(all, mfs)
-		}
-		return n, all, nil
-	}
-	waitCycles := func(target float64, onCycle func(shard int, mfs promtext.Families)) ([]promtext.Families, error) {
-		last := make([]float64, len(expURLs))
-		for {
-			n, all, err := cycles()
-			if err != nil {
-				return nil, err
-			}
-			done := true
-			for i := range n {
-				if n[i] > last[i] && last[i] > 0 && onCycle != nil {
-					onCycle(i, all[i])
-				}
-				last[i] = n[i]
-				done = done && n[i] >= target
-			}
-			if done {
-				return all, nil
-			}
-			if err := proc.Exited(procs); err != nil {
-				return nil, err
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
-		}
-	}
-	before, err := waitCycles(1, nil)
+	before, err := waitForCycles(ctx, st, expURLs, 1, nil)
 	if err != nil {
 		return err
 	}
@@ -184,7 +112,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	simReq0 := simRequests(simURLs)
 	fmt.Fprintf(out, "measuring %d cycle(s)...\n", c.Cycles)
 	var coverage []float64
-	after, err := waitCycles(float64(1+c.Cycles), func(shard int, mfs promtext.Families) {
+	after, err := waitForCycles(ctx, st, expURLs, float64(1+c.Cycles), func(shard int, mfs promtext.Families) {
 		cov := mfs.Sum("mockstagram_exporter_last_cycle_coverage_ratio")
 		coverage = append(coverage, cov)
 		fmt.Fprintf(out, "  shard %d: cycle done, coverage %.5f, polls/s so far %.0f\n", shard, cov, pollsSince(before, mfs, shard)/time.Since(t0).Seconds())
@@ -234,34 +162,79 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		r.ExporterRSSMiB = append(r.ExporterRSSMiB, float64(rss)/(1<<20))
 	}
 	if c.Scrape {
-		// A scrape's CPU is the process's CPU during it, minus what polling
-		// costs over the same wall time (measured above). gzip is scraped
-		// twice and the second kept: the first also fills the info cache.
-		pollRate := expCPU.Seconds() / elapsed.Seconds() / float64(len(exps))
-		measure := func(gz bool) (float64, int64, error) {
-			cpu0, t0 := cpu(exps[:1]), time.Now()
-			n, err := scrapeSize(expURLs[0]+"/metrics", gz)
-			d := (cpu(exps[:1]) - cpu0).Seconds() - pollRate*time.Since(t0).Seconds()
-			return max(d, 0) * 1000, n, err
-		}
-		var n int64
-		if r.ScrapePlainCPUMs, n, err = measure(false); err != nil {
+		if err := measureScrapes(&r, exps[0], expURLs[0], expCPU.Seconds()/elapsed.Seconds()/float64(len(exps))); err != nil {
 			return err
 		}
-		r.ScrapePlainMB = float64(n) / 1e6
-		if _, _, err = measure(true); err != nil {
-			return err
-		}
-		if r.ScrapeGzipCPUMs, n, err = measure(true); err != nil {
-			return err
-		}
-		r.ScrapeGzipMB = float64(n) / 1e6
 	}
 	report(out, r)
 	if c.JSON != "" {
 		b, _ := json.MarshalIndent(r, "", "  ")
 		return os.WriteFile(c.JSON, b, 0o644)
 	}
+	return nil
+}
+
+// waitForCycles reads the shards' telemetry until every shard has finished
+// target poll cycles, calling onCycle (when set) with the telemetry of a
+// shard that finished one more since the last reading. It returns the last
+// reading of every shard.
+func waitForCycles(ctx context.Context, st *stack.Stack, expURLs []string, target float64, onCycle func(shard int, mfs promtext.Families)) ([]promtext.Families, error) {
+	last := make([]float64, len(expURLs))
+	for {
+		all := make([]promtext.Families, len(expURLs))
+		done := true
+		for i, u := range expURLs {
+			mfs, err := promtext.Fetch(http.DefaultClient, u+"/telemetry")
+			if err != nil {
+				return nil, err
+			}
+			all[i] = mfs
+			n := mfs.Sum("mockstagram_exporter_cycles_total")
+			if n > last[i] && last[i] > 0 && onCycle != nil {
+				onCycle(i, mfs)
+			}
+			last[i] = n
+			done = done && n >= target
+		}
+		if done {
+			return all, nil
+		}
+		if err := st.Exited(); err != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// measureScrapes measures the CPU of one full scrape of a shard, plain
+// and gzipped, into r. A scrape's CPU is the process's CPU during it,
+// minus what polling costs over the same wall time (pollCores, measured
+// before). gzip is scraped twice and the second kept: the first also
+// fills the info cache.
+func measureScrapes(r *results, exp *proc.Proc, url string, pollCores float64) error {
+	measure := func(gz bool) (float64, int64, error) {
+		cpu0, t0 := cpu([]*proc.Proc{exp}), time.Now()
+		n, err := scrapeSize(url+"/metrics", gz)
+		d := (cpu([]*proc.Proc{exp}) - cpu0).Seconds() - pollCores*time.Since(t0).Seconds()
+		return max(d, 0) * 1000, n, err
+	}
+	var n int64
+	var err error
+	if r.ScrapePlainCPUMs, n, err = measure(false); err != nil {
+		return err
+	}
+	r.ScrapePlainMB = float64(n) / 1e6
+	if _, _, err = measure(true); err != nil {
+		return err
+	}
+	if r.ScrapeGzipCPUMs, n, err = measure(true); err != nil {
+		return err
+	}
+	r.ScrapeGzipMB = float64(n) / 1e6
 	return nil
 }
 
@@ -297,12 +270,6 @@ func fmtList(v []float64) string {
 		s[i] = fmt.Sprintf("%.0f", x)
 	}
 	return strings.Join(s, ", ")
-}
-
-func waitReady(ctx context.Context, url string, p *proc.Proc) error {
-	wctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	return proc.WaitHTTP(wctx, url, p)
 }
 
 func cpu(ps []*proc.Proc) time.Duration {

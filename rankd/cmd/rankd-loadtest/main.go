@@ -34,7 +34,8 @@ import (
 
 	"github.com/alecthomas/kong"
 
-	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/stack"
 )
 
 type cli struct {
@@ -75,100 +76,31 @@ type result struct {
 }
 
 func run(ctx context.Context, c *cli, out io.Writer) error {
-	if c.Connections == 0 {
-		c.Connections = map[string]int{"wrk": 2, "h2load": 20}[c.Generator]
+	if err := c.validate(); err != nil {
+		return err
 	}
-	if _, err := exec.LookPath(c.Generator); err != nil {
-		pkg := map[string]string{"wrk": "wrk", "h2load": "nghttp2-client"}[c.Generator]
-		return fmt.Errorf("%s is not installed; install it with apt-get install %s", c.Generator, pkg)
-	}
-	if c.Generator == "h2load" && (c.Rate < c.Connections || c.Rate%c.Connections != 0) {
-		return fmt.Errorf("rate=%d must be a multiple of connections=%d (h2load paces each connection at rate/connections)", c.Rate, c.Connections)
-	}
-	if c.Duration < time.Second || c.Duration%time.Second != 0 {
-		return fmt.Errorf("duration=%s must be whole seconds, at least 1s (the generators take seconds)", c.Duration)
-	}
-	ports, err := proc.FreePorts(3)
+	st := &stack.Stack{BinDir: c.BinDir, LogDir: c.WorkDir}
+	defer st.Stop()
+	pks := pkrange.First(c.PKCount)
+	sim, err := st.Start(ctx, "sim", stack.Simulator{PKs: pks, Seed: 1, LogLevel: "warn"})
 	if err != nil {
 		return err
 	}
-	var procs []*proc.Proc
-	defer func() {
-		for i := len(procs) - 1; i >= 0; i-- {
-			procs[i].Stop(15 * time.Second)
-		}
-	}()
-	start := func(name, bin string, args ...string) (*proc.Proc, error) {
-		p, err := proc.Start(name, filepath.Join(c.BinDir, bin), args, filepath.Join(c.WorkDir, name+".log"), nil)
-		if err == nil {
-			procs = append(procs, p)
-		}
-		return p, err
-	}
-	pkMax := strconv.Itoa(1_000_000 + c.PKCount - 1)
-	sim := fmt.Sprintf("127.0.0.1:%d", ports[0])
-	exp := fmt.Sprintf("127.0.0.1:%d", ports[1])
-	rk := fmt.Sprintf("127.0.0.1:%d", ports[2])
-	if _, err := start("sim", "mockstagram-sim", "--web.listen-address="+sim, "--pk.max="+pkMax, "--seed=1", "--log.level=warn"); err != nil {
+	exp, err := st.Start(ctx, "exporter", stack.Exporter{Upstreams: []string{sim.URL}, PKs: pks, LogLevel: "warn"})
+	if err != nil {
 		return err
 	}
-	if _, err := start("exporter", "mockstagram_exporter", "--web.listen-address="+exp, "--pk.max="+pkMax,
-		"--mockstagram.url=http://"+sim, "--log.level=warn"); err != nil {
-		return err
-	}
-	rankd, err := start("rankd", "rankd", append([]string{"--web.listen-address=" + rk, "--exporter.url=http://" + exp,
-		"--refresh.interval=" + c.Refresh.String(), "--log.level=warn"}, c.RankdArgs...)...)
+	rankd, err := st.Start(ctx, "rankd", stack.Rankd{Exporters: []string{exp.URL}, Refresh: c.Refresh, LogLevel: "warn", Extra: c.RankdArgs})
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "waiting until rankd holds all %d influencers (the exporter's first poll cycle, about a minute)...\n", c.PKCount)
-	if err := waitComplete(ctx, "http://"+rk, c.PKCount, procs, out); err != nil {
+	if err := waitComplete(ctx, rankd.URL, c.PKCount, st, out); err != nil {
 		return err
 	}
-
-	targets := map[string]string{"api": "", "healthy": "http://" + rk + "/-/healthy"}
-	var gen func(ctx context.Context, target string) (result, error)
-	switch c.Generator {
-	case "wrk":
-		script := filepath.Join(c.WorkDir, "random-pk.lua")
-		if err := os.WriteFile(script, fmt.Appendf(nil, "request = function()\n  return wrk.format(\"GET\", \"/api/v1/influencers/\" .. math.random(1000000, %s))\nend\n", pkMax), 0o644); err != nil {
-			return err
-		}
-		gen = func(ctx context.Context, target string) (result, error) {
-			args := []string{"-t1", "-c" + strconv.Itoa(c.Connections), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())), "--latency"}
-			url := targets[target]
-			if target == "api" {
-				args, url = append(args, "-s", script), "http://"+rk
-			}
-			b, err := exec.CommandContext(ctx, "wrk", append(args, url)...).CombinedOutput()
-			if err != nil {
-				return result{}, fmt.Errorf("wrk: %v\n%s", err, b)
-			}
-			return parseWrk(string(b))
-		}
-	case "h2load":
-		uris := map[string]string{"api": filepath.Join(c.WorkDir, "uris-api.txt"), "healthy": filepath.Join(c.WorkDir, "uris-healthy.txt")}
-		if err := writeURIs(uris["api"], "http://"+rk, c.PKCount); err != nil {
-			return err
-		}
-		if err := os.WriteFile(uris["healthy"], []byte(targets["healthy"]+"\n"), 0o644); err != nil {
-			return err
-		}
-		gen = func(ctx context.Context, target string) (result, error) {
-			log := filepath.Join(c.WorkDir, "h2load.log")
-			os.Remove(log)
-			args := []string{"--h1", "-c", strconv.Itoa(c.Connections), "--rps", strconv.Itoa(c.Rate / c.Connections),
-				"-D", strconv.Itoa(int(c.Duration.Seconds())), "-i", uris[target], "--log-file=" + log}
-			if b, err := exec.CommandContext(ctx, "h2load", args...).CombinedOutput(); err != nil {
-				return result{}, fmt.Errorf("h2load: %v\n%s", err, b)
-			}
-			f, err := os.Open(log)
-			if err != nil {
-				return result{}, err
-			}
-			defer f.Close()
-			return parseH2loadLog(f)
-		}
+	gen, err := newGenerator(c, rankd.URL, pks)
+	if err != nil {
+		return err
 	}
 
 	fmt.Fprintf(out, "%s, %d connection(s), %s per run, %d run(s) per target, rankd refreshing every %s\n",
@@ -192,7 +124,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 			r.CPUPerReqUs = float64((cpu1 - cpu0).Microseconds()) / float64(r.Requests)
 			fmt.Fprintln(out, "  "+r.String())
 			runs = append(runs, r)
-			if err := proc.Exited(procs); err != nil {
+			if err := st.Exited(); err != nil {
 				return err
 			}
 		}
@@ -208,6 +140,78 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	return nil
 }
 
+// validate fills in the default connections and checks that the generator
+// is installed and can run as asked.
+func (c *cli) validate() error {
+	if c.Connections == 0 {
+		c.Connections = map[string]int{"wrk": 2, "h2load": 20}[c.Generator]
+	}
+	if _, err := exec.LookPath(c.Generator); err != nil {
+		pkg := map[string]string{"wrk": "wrk", "h2load": "nghttp2-client"}[c.Generator]
+		return fmt.Errorf("%s is not installed; install it with apt-get install %s", c.Generator, pkg)
+	}
+	if c.Generator == "h2load" && (c.Rate < c.Connections || c.Rate%c.Connections != 0) {
+		return fmt.Errorf("rate=%d must be a multiple of connections=%d (h2load paces each connection at rate/connections)", c.Rate, c.Connections)
+	}
+	if c.Duration < time.Second || c.Duration%time.Second != 0 {
+		return fmt.Errorf("duration=%s must be whole seconds, at least 1s (the generators take seconds)", c.Duration)
+	}
+	return nil
+}
+
+// generator runs the load generator against target ("api" or "healthy")
+// once.
+type generator func(ctx context.Context, target string) (result, error)
+
+// newGenerator writes the chosen generator's input files for the rankd at
+// base, which serves pks.
+func newGenerator(c *cli, base string, pks pkrange.Range) (generator, error) {
+	targets := map[string]string{"api": "", "healthy": base + "/-/healthy"}
+	switch c.Generator {
+	case "wrk":
+		script := filepath.Join(c.WorkDir, "random-pk.lua")
+		if err := os.WriteFile(script, fmt.Appendf(nil, "request = function()\n  return wrk.format(\"GET\", \"/api/v1/influencers/\" .. math.random(%d, %d))\nend\n", pks.Min, pks.Max), 0o644); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, target string) (result, error) {
+			args := []string{"-t1", "-c" + strconv.Itoa(c.Connections), fmt.Sprintf("-d%ds", int(c.Duration.Seconds())), "--latency"}
+			url := targets[target]
+			if target == "api" {
+				args, url = append(args, "-s", script), base
+			}
+			b, err := exec.CommandContext(ctx, "wrk", append(args, url)...).CombinedOutput()
+			if err != nil {
+				return result{}, fmt.Errorf("wrk: %v\n%s", err, b)
+			}
+			return parseWrk(string(b))
+		}, nil
+	case "h2load":
+		uris := map[string]string{"api": filepath.Join(c.WorkDir, "uris-api.txt"), "healthy": filepath.Join(c.WorkDir, "uris-healthy.txt")}
+		if err := writeURIs(uris["api"], base, pks); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(uris["healthy"], []byte(targets["healthy"]+"\n"), 0o644); err != nil {
+			return nil, err
+		}
+		return func(ctx context.Context, target string) (result, error) {
+			log := filepath.Join(c.WorkDir, "h2load.log")
+			os.Remove(log)
+			args := []string{"--h1", "-c", strconv.Itoa(c.Connections), "--rps", strconv.Itoa(c.Rate / c.Connections),
+				"-D", strconv.Itoa(int(c.Duration.Seconds())), "-i", uris[target], "--log-file=" + log}
+			if b, err := exec.CommandContext(ctx, "h2load", args...).CombinedOutput(); err != nil {
+				return result{}, fmt.Errorf("h2load: %v\n%s", err, b)
+			}
+			f, err := os.Open(log)
+			if err != nil {
+				return result{}, err
+			}
+			defer f.Close()
+			return parseH2loadLog(f)
+		}, nil
+	}
+	return nil, fmt.Errorf("unknown --generator=%q; use wrk or h2load", c.Generator)
+}
+
 func (r result) String() string {
 	return fmt.Sprintf("%-8s %8.0f req/s  p50 %6.3f ms  p90 %6.3f ms  p99 %6.3f ms  rankd CPU %5.1f us/request (refreshes included)",
 		r.Target, r.PerSecond, r.P50Ms, r.P90Ms, r.P99Ms, r.CPUPerReqUs)
@@ -215,7 +219,7 @@ func (r result) String() string {
 
 // waitComplete waits until rankd's snapshot is complete and holds n
 // influencers, or a process dies.
-func waitComplete(ctx context.Context, base string, n int, procs []*proc.Proc, out io.Writer) error {
+func waitComplete(ctx context.Context, base string, n int, procs *stack.Stack, out io.Writer) error {
 	client := &http.Client{Timeout: 5 * time.Second}
 	last := time.Now()
 	for {
@@ -235,7 +239,7 @@ func waitComplete(ctx context.Context, base string, n int, procs []*proc.Proc, o
 			fmt.Fprintf(out, "  rankd holds %d of %d influencers\n", st.Influencers, n)
 			last = time.Now()
 		}
-		if err := proc.Exited(procs); err != nil {
+		if err := procs.Exited(); err != nil {
 			return err
 		}
 		select {
@@ -247,7 +251,7 @@ func waitComplete(ctx context.Context, base string, n int, procs []*proc.Proc, o
 }
 
 // writeURIs writes h2load's input: random influencer URLs, cycled through.
-func writeURIs(path, base string, n int) error {
+func writeURIs(path, base string, pks pkrange.Range) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -258,7 +262,7 @@ func writeURIs(path, base string, n int) error {
 	w := bufio.NewWriter(f)
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 200_000 {
-		fmt.Fprintf(w, "%s/api/v1/influencers/%d\n", base, 1_000_000+r.IntN(n))
+		fmt.Fprintf(w, "%s/api/v1/influencers/%d\n", base, pks.Min+int64(r.IntN(pks.Len())))
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()

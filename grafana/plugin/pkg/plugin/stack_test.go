@@ -21,6 +21,16 @@ import (
 // (frozen data, instant classifier), two exporter shards and rankd, built
 // from the root module and run as processes on loopback, started once for
 // the package and stopped by TestMain.
+//
+// The root module builds these command lines in internal/stack; this
+// starter keeps its own because the plugin is a module of its own
+// (docs/grafana-plugin.md says why) and cannot import the root module's
+// internal packages, and a replace directive would pull the root module's
+// dependency graph into the plugin's. No root command starts this cut of
+// the pipeline either: the launcher adds VictoriaMetrics and vmalert and
+// does not expose the frozen, instant simulator these tests need. A
+// mistyped flag still fails here: every binary refuses a flag it does not
+// know, and the error carries the tails of the logs.
 const (
 	rootModule = "github.com/mockstagram-exporter/mockstagram-exporter"
 	pkMin      = 1_000_000

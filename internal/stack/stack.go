@@ -1,0 +1,103 @@
+// Package stack builds and supervises the pipeline's processes: the
+// simulator, exporter shards, rankd and the VictoriaMetrics components,
+// each from a typed spec (Simulator, Exporter, Rankd, Victoria, VMAgent,
+// VMAlert) whose Args is its command line. The launcher, the load tests
+// and the end-to-end tests start them through a Stack, which runs them in
+// order on loopback ports, waits until each is ready, and stops them in
+// reverse order.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+)
+
+// Stack is a set of started components.
+type Stack struct {
+	BinDir string // where the binaries are
+	LogDir string // component <name> logs to <LogDir>/<name>.log
+	// Tee, when set, also receives a component's output.
+	Tee func(name string) io.Writer
+	// ReadyTimeout bounds the wait for one component (default one minute);
+	// StopTimeout its SIGTERM before a kill (default 15 s).
+	ReadyTimeout time.Duration
+	StopTimeout  time.Duration
+	// Procs are the started components, in start order.
+	Procs []*Proc
+}
+
+// Proc is a started component.
+type Proc struct {
+	*proc.Proc
+	Spec Spec   // as started, with its address
+	Addr string // host:port
+	URL  string // http://Addr
+}
+
+// Start runs spec as component name and waits until it is ready. A spec
+// without an address gets a free port on 127.0.0.1. A component that is
+// started but never ready stays in Procs, for Stop.
+func (s *Stack) Start(ctx context.Context, name string, spec Spec) (*Proc, error) {
+	if spec.Listen() == "" {
+		ports, err := proc.FreePorts(1)
+		if err != nil {
+			return nil, err
+		}
+		spec = spec.withAddr("127.0.0.1:" + strconv.Itoa(ports[0]))
+	}
+	var tee io.Writer
+	if s.Tee != nil {
+		tee = s.Tee(name)
+	}
+	p, err := proc.Start(name, filepath.Join(s.BinDir, spec.Binary()), spec.Args(), filepath.Join(s.LogDir, name+".log"), tee)
+	if err != nil {
+		return nil, err
+	}
+	sp := &Proc{Proc: p, Spec: spec, Addr: spec.Listen(), URL: "http://" + spec.Listen()}
+	s.Procs = append(s.Procs, sp)
+	wctx, cancel := context.WithTimeout(ctx, orDefault(s.ReadyTimeout, time.Minute))
+	defer cancel()
+	if err := proc.WaitHTTP(wctx, sp.URL+spec.ReadyPath(), p); err != nil {
+		return sp, err
+	}
+	return sp, nil
+}
+
+// Stop stops the components, the last started first, and reports those
+// that did not end cleanly, one line each.
+func (s *Stack) Stop() error {
+	var errs []error
+	for i := len(s.Procs) - 1; i >= 0; i-- {
+		p := s.Procs[i]
+		if err := p.Stop(orDefault(s.StopTimeout, 15*time.Second)); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.Name, err))
+		}
+	}
+	s.Procs = nil
+	return errors.Join(errs...)
+}
+
+// Exited reports the first component that has exited, with the tail of its
+// log; nil while all run.
+func (s *Stack) Exited() error {
+	ps := make([]*proc.Proc, len(s.Procs))
+	for i, p := range s.Procs {
+		ps[i] = p.Proc
+	}
+	return proc.Exited(ps)
+}
+
+// orDefault is d, or def when d is zero.
+func orDefault(d, def time.Duration) time.Duration {
+	if d == 0 {
+		return def
+	}
+	return d
+}

@@ -1,0 +1,26 @@
+package main
+
+import (
+	"io"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/stack"
+)
+
+// TestStackArgsParse: the command line internal/stack builds for rankd
+// parses, every field landing in its flag; a renamed flag fails here, not
+// in a launcher run.
+func TestStackArgsParse(t *testing.T) {
+	spec := stack.Rankd{Addr: "127.0.0.1:7", Exporters: []string{"http://e0", "http://e1"}, Refresh: time.Second,
+		RefreshTimeout: 2 * time.Second, LogLevel: "warn"}
+	c, err := parse(spec.Args(), io.Discard)
+	if err != nil {
+		t.Fatalf("parse %q: %v", spec.Args(), err)
+	}
+	if !slices.Equal(c.WebListenAddress, []string{spec.Addr}) || !slices.Equal(c.ExporterURL, spec.Exporters) ||
+		c.RefreshInterval != time.Second || c.RefreshTimeout != 2*time.Second || c.Log.Level != "warn" {
+		t.Fatalf("parse %q = %+v", spec.Args(), c)
+	}
+}
