@@ -50,7 +50,7 @@ func randomSnapshot(r *rand.Rand, n, shape int) *Snapshot {
 			verdictMs = 1_763_700_000_000 + r.Int64N(86_400_000)
 		}
 		s.set(i, rec{F: f, meta: meta{G: uint32(50 + r.IntN(2000)), Polled: pollSeconds(1_763_780_000_000 + int64(i)*17),
-			Verdict: packVerdict(verdictMs, r.IntN(4) == 0)}})
+			Verdict: compactVerdict(verdictMs, r.IntN(4) == 0)}})
 	}
 	s.build(nil)
 	return s
@@ -189,7 +189,7 @@ func TestRanksAgainstBruteForce(t *testing.T) {
 func TestVerdictPacking(t *testing.T) {
 	f := func(ms int64, susp bool, wantAt int64) {
 		t.Helper()
-		r := meta{Verdict: packVerdict(ms, susp)}
+		r := meta{Verdict: compactVerdict(ms, susp)}
 		if r.hasVerdict() != (wantAt != 0) || r.suspicious() != (susp && wantAt != 0) || r.checkedAt() != wantAt {
 			t.Fatalf("verdict %d ms %v: has %v suspicious %v at %d; want at %d", ms, susp, r.hasVerdict(), r.suspicious(), r.checkedAt(), wantAt)
 		}
