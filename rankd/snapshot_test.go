@@ -271,7 +271,7 @@ func TestInfluencerEncoding(t *testing.T) {
 }
 
 // TestListEncoding: /top and /suspicious pages are what encoding/json
-// would write for the same map, empty pages included.
+// would write for ListJSON, empty pages included.
 func TestListEncoding(t *testing.T) {
 	all := influencerCases()
 	for _, c := range []struct{ n, limit, offset, total int }{{0, 0, 0, 0}, {0, 10, 5, 3}, {1, 0, 0, 1}, {100, 100, 900, 1005}, {len(all), 0, 0, len(all)}} {
@@ -280,11 +280,7 @@ func TestListEncoding(t *testing.T) {
 		for _, inf := range infs {
 			entries = append(entries, toJSON(inf, 123))
 		}
-		m := map[string]any{"influencers": entries, "offset": c.offset, "total": c.total}
-		if c.limit > 0 {
-			m["limit"] = c.limit
-		}
-		want, _ := json.Marshal(m)
+		want, _ := json.Marshal(ListJSON{Influencers: entries, Limit: c.limit, Offset: c.offset, Total: c.total})
 		rec := httptest.NewRecorder()
 		writeList(rec, infs, 123, c.limit, c.offset, c.total)
 		if got := rec.Body.String(); got != string(want)+"\n" {
