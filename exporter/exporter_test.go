@@ -2,6 +2,7 @@ package exporter_test
 
 import (
 	"bytes"
+	"cmp"
 	"io"
 	"log/slog"
 	"net"
@@ -280,7 +281,7 @@ func testFaults(t *testing.T, pipeline int) {
 	f := func(name string, faults simulator.Faults, reason string, minCoverage float64) {
 		t.Run(name, func(t *testing.T) {
 			cfg := simtest.Config(pkMin, max, false)
-			faults.OutageMode = cmpOr(faults.OutageMode, simulator.OutageReset)
+			faults.OutageMode = cmp.Or(faults.OutageMode, simulator.OutageReset)
 			cfg.Faults = faults
 			_, url := simtest.Start(t, cfg)
 			cfg2 := testConfig([]string{url}, max, pkrange.Shard{Count: 1})
@@ -337,13 +338,6 @@ func testFaults(t *testing.T, pipeline int) {
 			t.Fatalf("cycle during an outage: %+v", r)
 		}
 	})
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // TestOutageKeepsLastGoodSample: when the upstream dies, the samples already
