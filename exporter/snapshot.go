@@ -6,8 +6,9 @@ import (
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/snapwire"
 )
 
-// SnapshotPath serves the compact binary snapshot rankd reads.
-const SnapshotPath = "/api/v1/snapshot"
+// SnapshotPath serves the compact binary snapshot rankd reads; snapwire
+// owns the route, so the exporter and rankd cannot disagree on it.
+const SnapshotPath = snapwire.Path
 
 // serveSnapshot writes every owned influencer's latest sample and verdict,
 // 24 bytes each (internal/snapwire).

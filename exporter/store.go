@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/snapwire"
 )
 
 // writing marks a slot whose values are being replaced. Poll times are Unix
@@ -29,8 +30,9 @@ type Store struct {
 	vals []atomic.Uint64 // followers<<32 | following
 	ts   []atomic.Int64  // poll time, Unix ms; 0 = never; writing = being replaced
 
-	// The classifier's verdicts: time of the verdict in Unix ms << 1 |
-	// suspicious; 0 = no verdict yet. One word, so no seqlock.
+	// The classifier's verdicts as snapwire verdict words (time of the
+	// verdict in Unix ms << 1 | suspicious; 0 = no verdict yet). One word,
+	// so no seqlock.
 	verdicts []atomic.Int64
 
 	// Mockstagram's usernames are always "influencer-<pk>"; anything else is
@@ -211,22 +213,12 @@ type Verdict struct {
 	Suspicious bool
 }
 
-func packVerdict(v Verdict) int64 {
-	if v.TimeMs <= 0 {
-		return 0
-	}
-	p := v.TimeMs << 1
-	if v.Suspicious {
-		p |= 1
-	}
-	return p
-}
+// The verdict word is snapwire's, so the snapshot carries it unchanged.
+func packVerdict(v Verdict) int64 { return snapwire.PackVerdict(v.TimeMs, v.Suspicious) }
 
 func unpackVerdict(p int64) Verdict {
-	if p <= 0 {
-		return Verdict{}
-	}
-	return Verdict{TimeMs: p >> 1, Suspicious: p&1 == 1}
+	ms, susp := snapwire.UnpackVerdict(p)
+	return Verdict{TimeMs: ms, Suspicious: susp}
 }
 
 // SetVerdict stores a verdict for the influencer at index i unless the slot

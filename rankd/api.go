@@ -82,6 +82,57 @@ type InfluencerJSON struct {
 	CheckedAt      string   `json:"checkedAt,omitempty"`  // when it did; absent with suspicious
 }
 
+// The answers below are rankd's JSON API as the Grafana plugin reads it.
+// The plugin is a module of its own and cannot import these types, so the
+// contract is a set of golden answers, testdata/api/*.json: TestAPIGolden
+// writes them from these types and the real encoders, and the plugin's
+// TestRankdContract decodes them strictly into its own types and requires
+// every field of both sides to be set by some answer. A field added,
+// renamed, retyped or dropped on one side only fails one of the two tests
+// (see docs/grafana-plugin.md). Fields are in alphabetical order, the order
+// encoding/json wrote the maps these types replaced, so the bytes did not
+// change.
+
+// ListJSON is a page of /api/v1/top or /api/v1/suspicious. The server
+// encodes it by hand (writeList).
+type ListJSON struct {
+	Influencers []InfluencerJSON `json:"influencers"`
+	Limit       int              `json:"limit,omitempty"` // the page size asked for; /suspicious only
+	Offset      int              `json:"offset"`
+	Total       int              `json:"total"` // of the whole list: the population for /top, the flagged for /suspicious
+}
+
+// AverageJSON is the answer of /api/v1/average.
+type AverageJSON struct {
+	AverageFollowerCount float64         `json:"averageFollowerCount"`
+	Count                int             `json:"count"` // influencers with data
+	Max                  uint32          `json:"max"`
+	Min                  uint32          `json:"min"`
+	Percentiles          PercentilesJSON `json:"percentiles"`
+	SnapshotAt           string          `json:"snapshotAt"` // RFC 3339 with fractional seconds
+	Sum                  uint64          `json:"sum"`
+	Suspicious           int             `json:"suspicious"` // judged suspicious
+	Verdicts             int             `json:"verdicts"`   // with a verdict
+}
+
+// PercentilesJSON is the follower count at or below which a share of the
+// influencers lie (nearest rank), in /api/v1/average.
+type PercentilesJSON struct {
+	P50  uint32 `json:"p50"`
+	P90  uint32 `json:"p90"`
+	P99  uint32 `json:"p99"`
+	P999 uint32 `json:"p999"`
+}
+
+// StatusJSON is the answer of /api/v1/status.
+type StatusJSON struct {
+	Complete           bool           `json:"complete"`
+	Influencers        *int           `json:"influencers,omitempty"` // absent before the first snapshot
+	RefreshInterval    string         `json:"refreshInterval"`       // a Go duration, "5s"
+	SnapshotAgeSeconds *float64       `json:"snapshotAgeSeconds,omitempty"`
+	Sources            []SourceStatus `json:"sources"`
+}
+
 func (s *Server) influencer(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
 	raw := r.PathValue("pk")
 	pk, err := strconv.ParseInt(raw, 10, 64)
@@ -170,13 +221,18 @@ func appendJSONFloat(b []byte, f float64) []byte {
 }
 
 func (s *Server) average(w http.ResponseWriter, _ *http.Request, snap *Snapshot) {
+	writeJSON(w, averageJSON(snap))
+}
+
+func averageJSON(snap *Snapshot) AverageJSON {
 	st := snap.PopulationStats()
-	writeJSON(w, map[string]any{
-		"averageFollowerCount": st.Average, "count": st.Count, "sum": st.Sum,
-		"min": st.Min, "max": st.Max, "percentiles": st.Percentiles,
-		"snapshotAt": snap.Built.UTC().Format(time.RFC3339Nano),
-		"suspicious": st.Suspicious, "verdicts": st.Verdicts,
-	})
+	return AverageJSON{
+		AverageFollowerCount: st.Average, Count: st.Count, Sum: st.Sum, Min: st.Min, Max: st.Max,
+		Percentiles: PercentilesJSON{P50: st.Percentiles["p50"], P90: st.Percentiles["p90"],
+			P99: st.Percentiles["p99"], P999: st.Percentiles["p999"]},
+		SnapshotAt: snap.Built.UTC().Format(time.RFC3339Nano),
+		Suspicious: st.Suspicious, Verdicts: st.Verdicts,
+	}
 }
 
 // maxTop bounds one page of the leaderboard.
@@ -216,8 +272,7 @@ func (s *Server) suspicious(w http.ResponseWriter, r *http.Request, snap *Snapsh
 }
 
 // writeList answers a page of influencers (count is the population, for
-// their "total") with the bytes encoding/json writes for the map
-// {"influencers", "limit" (when limit > 0), "offset", "total"}
+// their "total") with the bytes encoding/json writes for ListJSON
 // (TestListEncoding checks they agree).
 func writeList(w http.ResponseWriter, infs []Influencer, count, limit, offset, total int) {
 	b := make([]byte, 0, 64+len(infs)*320)
@@ -257,14 +312,11 @@ func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 }
 
 func (s *Server) statusHandler(w http.ResponseWriter, _ *http.Request) {
-	out := map[string]any{"sources": s.Status(), "refreshInterval": s.cfg.Refresh.String()}
+	out := StatusJSON{Sources: s.Status(), RefreshInterval: s.cfg.Refresh.String()}
 	if snap := s.acquire(); snap != nil {
 		defer release(snap)
-		out["snapshotAgeSeconds"] = time.Since(snap.Built).Seconds()
-		out["complete"] = snap.Complete
-		out["influencers"] = snap.Count
-	} else {
-		out["complete"] = false
+		age, n := time.Since(snap.Built).Seconds(), snap.Count
+		out.SnapshotAgeSeconds, out.Complete, out.Influencers = &age, snap.Complete, &n
 	}
 	writeJSON(w, out)
 }

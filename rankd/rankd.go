@@ -19,7 +19,7 @@ import (
 
 // Config is what rankd needs; the command line maps onto it.
 type Config struct {
-	Sources []string      // exporter base URLs (their /api/v1/snapshot)
+	Sources []string      // exporter base URLs (rankd reads their snapwire.Path)
 	Refresh time.Duration // how often the snapshot is rebuilt
 	Timeout time.Duration // deadline of one refresh, shared by the sources in turn
 	// ExposeRanks adds every influencer's rank to /metrics.
@@ -259,7 +259,7 @@ func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot) {
 	t0 := time.Now()
 	var h snapwire.Header
 	err := func() error {
-		req, err := http.NewRequestWithContext(ctx, "GET", src.url+"/api/v1/snapshot", nil)
+		req, err := http.NewRequestWithContext(ctx, "GET", src.url+snapwire.Path, nil)
 		if err != nil {
 			return err
 		}
@@ -286,7 +286,7 @@ func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot) {
 			p := pollSeconds(x.TimeMs)
 			j := base + int64(i)*h.Step
 			if m := &next.m[j]; p > m.Polled {
-				*m = meta{G: x.Following, Polled: p, Verdict: packVerdict(x.VerdictMs, x.Suspicious)}
+				*m = meta{G: x.Following, Polled: p, Verdict: compactVerdict(x.VerdictMs, x.Suspicious)}
 				next.f[j] = x.Followers
 			}
 		})

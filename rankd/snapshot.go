@@ -43,7 +43,7 @@ func pollSeconds(ms int64) uint32 {
 
 // packVerdict converts an exporter's verdict to the stored form. A verdict
 // before verdictEpoch (a wrong clock) is kept, dated at the epoch.
-func packVerdict(ms int64, suspicious bool) uint32 {
+func compactVerdict(ms int64, suspicious bool) uint32 {
 	if ms <= 0 {
 		return 0
 	}

@@ -38,7 +38,7 @@ func simulatorLike(n int) *Snapshot {
 	s := &Snapshot{PKMin: 1_000_000, f: make([]uint32, n), m: make([]meta, n)}
 	for i := range n {
 		x := simulatorRecord(r, i)
-		s.set(i, rec{F: x.Followers, meta: meta{G: x.Following, Polled: pollSeconds(x.TimeMs), Verdict: packVerdict(x.VerdictMs, x.Suspicious)}})
+		s.set(i, rec{F: x.Followers, meta: meta{G: x.Following, Polled: pollSeconds(x.TimeMs), Verdict: compactVerdict(x.VerdictMs, x.Suspicious)}})
 	}
 	return s
 }

@@ -50,7 +50,7 @@ func randomSnapshot(r *rand.Rand, n, shape int) *Snapshot {
 			verdictMs = 1_763_700_000_000 + r.Int64N(86_400_000)
 		}
 		s.set(i, rec{F: f, meta: meta{G: uint32(50 + r.IntN(2000)), Polled: pollSeconds(1_763_780_000_000 + int64(i)*17),
-			Verdict: packVerdict(verdictMs, r.IntN(4) == 0)}})
+			Verdict: compactVerdict(verdictMs, r.IntN(4) == 0)}})
 	}
 	s.build(nil)
 	return s
@@ -189,7 +189,7 @@ func TestRanksAgainstBruteForce(t *testing.T) {
 func TestVerdictPacking(t *testing.T) {
 	f := func(ms int64, susp bool, wantAt int64) {
 		t.Helper()
-		r := meta{Verdict: packVerdict(ms, susp)}
+		r := meta{Verdict: compactVerdict(ms, susp)}
 		if r.hasVerdict() != (wantAt != 0) || r.suspicious() != (susp && wantAt != 0) || r.checkedAt() != wantAt {
 			t.Fatalf("verdict %d ms %v: has %v suspicious %v at %d; want at %d", ms, susp, r.hasVerdict(), r.suspicious(), r.checkedAt(), wantAt)
 		}
@@ -271,7 +271,7 @@ func TestInfluencerEncoding(t *testing.T) {
 }
 
 // TestListEncoding: /top and /suspicious pages are what encoding/json
-// would write for the same map, empty pages included.
+// would write for ListJSON, empty pages included.
 func TestListEncoding(t *testing.T) {
 	all := influencerCases()
 	for _, c := range []struct{ n, limit, offset, total int }{{0, 0, 0, 0}, {0, 10, 5, 3}, {1, 0, 0, 1}, {100, 100, 900, 1005}, {len(all), 0, 0, len(all)}} {
@@ -280,11 +280,7 @@ func TestListEncoding(t *testing.T) {
 		for _, inf := range infs {
 			entries = append(entries, toJSON(inf, 123))
 		}
-		m := map[string]any{"influencers": entries, "offset": c.offset, "total": c.total}
-		if c.limit > 0 {
-			m["limit"] = c.limit
-		}
-		want, _ := json.Marshal(m)
+		want, _ := json.Marshal(ListJSON{Influencers: entries, Limit: c.limit, Offset: c.offset, Total: c.total})
 		rec := httptest.NewRecorder()
 		writeList(rec, infs, 123, c.limit, c.offset, c.total)
 		if got := rec.Body.String(); got != string(want)+"\n" {

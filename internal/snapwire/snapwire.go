@@ -7,7 +7,7 @@
 //
 //	magic "MSNP" | version uint32 | first pk int64 | step int64 | n uint32
 //	n x (followers uint32 | following uint32 | poll time Unix ms int64; 0 = never polled
-//	     | verdict int64: 0 = no verdict, else verdict time Unix ms << 1 | suspicious)
+//	     | verdict int64: the verdict word of PackVerdict, 0 = no verdict)
 package snapwire
 
 import (
@@ -16,10 +16,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 )
 
 // Version is the layout version this package reads and writes.
 const Version = 2
+
+// Path is where an exporter serves the snapshot and where rankd reads it,
+// below the exporter's base URL. Both sides use this constant, so the
+// route cannot drift between them.
+const Path = "/api/v1/snapshot"
 
 var magic = [4]byte{'M', 'S', 'N', 'P'}
 
@@ -37,15 +43,34 @@ type Record struct {
 	Suspicious           bool  // the verdict; meaningful only when VerdictMs > 0
 }
 
-func packVerdict(x Record) uint64 {
-	if x.VerdictMs <= 0 {
+// MaxVerdictMs is the latest verdict time a verdict word holds; later
+// times are stored as this one. It is far beyond any real clock.
+const MaxVerdictMs = math.MaxInt64 >> 1
+
+// PackVerdict returns the verdict word: 0 for no verdict (ms <= 0), else
+// ms << 1 | suspicious. The word is what a snapshot record carries, and
+// the exporter keeps its verdicts in the same form, so that one atomic
+// word holds a verdict and the snapshot writer copies it unchanged. It is
+// always positive when there is a verdict, and a later verdict has a
+// larger word.
+func PackVerdict(ms int64, suspicious bool) int64 {
+	if ms <= 0 {
 		return 0
 	}
-	v := uint64(x.VerdictMs) << 1
-	if x.Suspicious {
+	v := min(ms, MaxVerdictMs) << 1
+	if suspicious {
 		v |= 1
 	}
 	return v
+}
+
+// UnpackVerdict is the inverse of PackVerdict; a word <= 0 is no verdict
+// (ms 0, not suspicious).
+func UnpackVerdict(w int64) (ms int64, suspicious bool) {
+	if w <= 0 {
+		return 0, false
+	}
+	return w >> 1, w&1 == 1
 }
 
 const headerSize = 4 + 4 + 8 + 8 + 4
@@ -71,7 +96,7 @@ func Write(w io.Writer, h Header, rec func(i int) Record) error {
 		binary.LittleEndian.PutUint32(r[0:], x.Followers)
 		binary.LittleEndian.PutUint32(r[4:], x.Following)
 		binary.LittleEndian.PutUint64(r[8:], uint64(x.TimeMs))
-		binary.LittleEndian.PutUint64(r[16:], packVerdict(x))
+		binary.LittleEndian.PutUint64(r[16:], uint64(PackVerdict(x.VerdictMs, x.Suspicious)))
 		if _, err := bw.Write(r[:]); err != nil {
 			return err
 		}
@@ -109,13 +134,13 @@ func Read(r io.Reader, put func(h Header, i int, x Record)) (Header, error) {
 		if _, err := io.ReadFull(br, rec[:]); err != nil {
 			return Header{}, fmt.Errorf("snapshot truncated at record %d of %d: %w", i, h.N, err)
 		}
-		v := binary.LittleEndian.Uint64(rec[16:])
+		vms, susp := UnpackVerdict(int64(binary.LittleEndian.Uint64(rec[16:])))
 		put(h, i, Record{
 			Followers:  binary.LittleEndian.Uint32(rec[0:]),
 			Following:  binary.LittleEndian.Uint32(rec[4:]),
 			TimeMs:     int64(binary.LittleEndian.Uint64(rec[8:])),
-			VerdictMs:  int64(v >> 1),
-			Suspicious: v&1 == 1,
+			VerdictMs:  vms,
+			Suspicious: susp,
 		})
 	}
 	return h, nil

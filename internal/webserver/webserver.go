@@ -19,6 +19,24 @@ import (
 	"github.com/prometheus/exporter-toolkit/web"
 )
 
+// Flags are the web flags of a daemon served by net/http, embedded into its
+// kong struct. The binary passes its own default listen address as the kong
+// variable web_listen_address (cmdline.Parse's vars).
+type Flags struct {
+	ListenAddress []string `name:"web.listen-address" default:"${web_listen_address}" sep:"," help:"Addresses to listen on (host:port; repeat or comma-separate for several; port 0 picks a free one)."`
+	ConfigFile    string   `name:"web.config.file" type:"existingfile" help:"Prometheus exporter-toolkit web config file for TLS and basic auth."`
+	EnablePprof   bool     `name:"web.enable-pprof" help:"Serve Go profiling endpoints under /debug/pprof/."`
+}
+
+// Listen binds the addresses of f for h, adding the profiling endpoints
+// when --web.enable-pprof is set.
+func (f Flags) Listen(h http.Handler, log *slog.Logger) (*Server, error) {
+	if f.EnablePprof {
+		h = WithPprof(h)
+	}
+	return Listen(Config{ListenAddresses: f.ListenAddress, WebConfigFile: f.ConfigFile}, h, log)
+}
+
 // Config says where and how to serve.
 type Config struct {
 	ListenAddresses []string // --web.listen-address, repeatable
@@ -54,14 +72,25 @@ func Listen(cfg Config, h http.Handler, log *slog.Logger) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}}
 	for _, a := range cfg.ListenAddresses {
-		ln, err := net.Listen("tcp", a)
+		ln, err := Bind(a)
 		if err != nil {
 			s.closeListeners()
-			return nil, fmt.Errorf("cannot listen on --web.listen-address=%q: %w", a, err)
+			return nil, err
 		}
 		s.listeners = append(s.listeners, ln)
 	}
 	return s, nil
+}
+
+// Bind listens on one TCP address, with the error every daemon gives for a
+// bad or busy --web.listen-address. The simulator, which serves with
+// fasthttp rather than net/http, binds through it too.
+func Bind(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on --web.listen-address=%q: %w", addr, err)
+	}
+	return ln, nil
 }
 
 func (s *Server) closeListeners() {

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/cmdline"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/logging"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/webserver"
@@ -36,27 +38,27 @@ type cli struct {
 
 	PollInterval     time.Duration `name:"poll.interval" default:"60s" help:"Every owned pk is polled once per interval, spread evenly over it."`
 	PollConcurrency  int           `name:"poll.concurrency" default:"512" help:"Polls in flight at most per upstream, over poll.concurrency/poll.pipeline connections. Needs about polls/s x latency."`
-	PollTimeout      time.Duration `name:"poll.timeout" default:"5s" help:"Timeout of one poll attempt."`
-	PollPipeline     int           `name:"poll.pipeline" default:"32" help:"Requests in flight per connection (HTTP/1.1 pipelining). 1 sends one request per connection at a time; more batches a dispatch tick's requests into one write, which cuts CPU per poll, but a stalled answer delays those queued behind it."`
+	PollTimeout      time.Duration `name:"poll.timeout" help:"Timeout of one poll attempt; at most half of poll.interval. Default: the smaller of ${poll_timeout} and poll.interval/2."`
+	PollPipeline     int           `name:"poll.pipeline" help:"Requests in flight per connection (HTTP/1.1 pipelining), at most poll.concurrency. 1 sends one request per connection at a time; more batches a dispatch tick's requests into one write, which cuts CPU per poll, but a stalled answer delays those queued behind it. Default: the smaller of ${poll_pipeline} and poll.concurrency."`
 	PollRetries      int           `name:"poll.retries" default:"2" help:"Extra attempts for a failed poll, within the pk's interval."`
 	PollRetryBackoff time.Duration `name:"poll.retry-backoff" default:"1s" help:"Delay before the first retry; doubles with each attempt."`
 	CoverageMaxAge   time.Duration `name:"coverage.max-age" default:"0s" help:"A sample younger than this counts as fresh in the coverage metrics; 0 means poll.interval + poll.timeout."`
 
-	SuspiciousEnabled      bool          `name:"suspicious.enabled" default:"true" negatable:"" help:"Ask Mockstagram's classifier for every owned pk's suspicious verdict once per suspicious.period."`
-	SuspiciousPeriod       time.Duration `name:"suspicious.period" default:"24h" help:"Every owned pk is checked once per period, spread evenly over it. The first pass after a cold start takes one whole period; shorten it for a faster first pass (owned pks / period = checks/s)."`
-	SuspiciousConcurrency  int           `name:"suspicious.concurrency" default:"256" help:"Classifier calls in flight at most, on connections of their own. Needs about checks/s x classifier latency."`
-	SuspiciousTimeout      time.Duration `name:"suspicious.timeout" default:"30s" help:"Timeout of one classifier call (Mockstagram states up to 10 s; more under load)."`
-	SuspiciousRetries      int           `name:"suspicious.retries" default:"2" help:"Extra attempts for a failed classifier call."`
-	SuspiciousRetryBackoff time.Duration `name:"suspicious.retry-backoff" default:"10s" help:"Delay before the first retry of a classifier call; doubles with each attempt."`
+	// The classifier's defaults are exporter.DefaultSuspiciousConfig's,
+	// passed in as kong variables (vars), so they are written down once.
+	SuspiciousEnabled      bool          `name:"suspicious.enabled" default:"${suspicious_enabled}" negatable:"" help:"Ask Mockstagram's classifier for every owned pk's suspicious verdict once per suspicious.period."`
+	SuspiciousPeriod       time.Duration `name:"suspicious.period" default:"${suspicious_period}" help:"Every owned pk is checked once per period, spread evenly over it. The first pass after a cold start takes one whole period; shorten it for a faster first pass (owned pks / period = checks/s)."`
+	SuspiciousConcurrency  int           `name:"suspicious.concurrency" default:"${suspicious_concurrency}" help:"Classifier calls in flight at most, on connections of their own. Needs about checks/s x classifier latency."`
+	SuspiciousTimeout      time.Duration `name:"suspicious.timeout" default:"${suspicious_timeout}" help:"Timeout of one classifier call (Mockstagram states up to 10 s; more under load)."`
+	SuspiciousRetries      int           `name:"suspicious.retries" default:"${suspicious_retries}" help:"Extra attempts for a failed classifier call."`
+	SuspiciousRetryBackoff time.Duration `name:"suspicious.retry-backoff" default:"${suspicious_retry_backoff}" help:"Delay before the first retry of a classifier call; doubles with each attempt."`
 
-	StateDir      string        `name:"state.dir" help:"Directory for the state file (last values, verdicts, check schedule), written atomically every state.interval and at shutdown, loaded at start. Empty: every start is cold."`
+	StateDir      string        `name:"state.dir" help:"Directory for the state file (last values, verdicts, check schedule), written atomically every state.interval and at shutdown, loaded at start; created with its parents if missing. Empty: every start is cold."`
 	StateInterval time.Duration `name:"state.interval" default:"1m" help:"How often the state file is written while running."`
 
-	WebListenAddress []string `name:"web.listen-address" default:":9866" sep:"," help:"Addresses to serve /metrics, the telemetry path and the landing page on."`
-	WebConfigFile    string   `name:"web.config.file" type:"existingfile" help:"Prometheus exporter-toolkit web config file for TLS and basic auth."`
-	WebMetricsPath   string   `name:"web.metrics-path" default:"/metrics" help:"Path of the influencer gauges."`
-	WebTelemetryPath string   `name:"web.telemetry-path" default:"/telemetry" help:"Path of the exporter's own metrics."`
-	WebEnablePprof   bool     `name:"web.enable-pprof" help:"Serve Go profiling endpoints under /debug/pprof/."`
+	Web              webserver.Flags `embed:""`
+	WebMetricsPath   string          `name:"web.metrics-path" default:"/metrics" help:"Path of the influencer gauges."`
+	WebTelemetryPath string          `name:"web.telemetry-path" default:"/telemetry" help:"Path of the exporter's own metrics."`
 
 	Log logging.Flags `embed:""`
 }
@@ -67,32 +69,38 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// parse reads the command line into a cli; kong's own exit is turned into an
-// error so that tests can parse.
-func parse(args []string, stdout io.Writer) (*cli, *kong.Context, error) {
-	var c cli
-	exited := false
-	p, err := kong.New(&c,
-		kong.Name("mockstagram_exporter"),
-		kong.Description("Polls a shard of Mockstagram's influencers and exposes them as Prometheus gauges."),
-		kong.DefaultEnvars("MOCKSTAGRAM_EXPORTER"),
-		kong.Writers(stdout, stdout),
-		kong.Exit(func(int) { exited = true }),
-	)
-	if err != nil {
-		return nil, nil, err
+// Defaults of the flags whose default depends on another flag: the
+// default is the smaller of these and what the other flag allows.
+const (
+	defaultPollTimeout  = 5 * time.Second
+	defaultPollPipeline = 32
+)
+
+// vars are the defaults the kong tags refer to: those defined in Go
+// elsewhere, and those quoted in help texts.
+func vars() kong.Vars {
+	d := exporter.DefaultSuspiciousConfig()
+	return kong.Vars{
+		"web_listen_address":       ":9866",
+		"poll_timeout":             defaultPollTimeout.String(),
+		"poll_pipeline":            strconv.Itoa(defaultPollPipeline),
+		"suspicious_enabled":       strconv.FormatBool(d.Enabled),
+		"suspicious_period":        d.Period.String(),
+		"suspicious_concurrency":   strconv.Itoa(d.Concurrency),
+		"suspicious_timeout":       d.Timeout.String(),
+		"suspicious_retries":       strconv.Itoa(d.Retries),
+		"suspicious_retry_backoff": d.RetryBackoff.String(),
 	}
-	kctx, err := p.Parse(args)
-	if exited {
-		return nil, nil, errHelp
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	return &c, kctx, nil
 }
 
-var errHelp = errors.New("help printed")
+// parse reads the command line into a cli.
+func parse(args []string, stdout io.Writer) (*cli, error) {
+	var c cli
+	_, err := cmdline.Parse(&c, "mockstagram_exporter",
+		"Polls a shard of Mockstagram's influencers and exposes them as Prometheus gauges.",
+		"MOCKSTAGRAM_EXPORTER", vars(), args, stdout)
+	return &c, err
+}
 
 // config turns the flags into an exporter configuration.
 func (c *cli) config() (exporter.Config, error) {
@@ -111,10 +119,10 @@ func (c *cli) config() (exporter.Config, error) {
 		Range:        pkrange.Range{Min: c.PKMin, Max: c.PKMax},
 		Shard:        shard,
 		Interval:     c.PollInterval,
-		Timeout:      c.PollTimeout,
+		Timeout:      cmdline.Derived(c.PollTimeout, func() time.Duration { return min(defaultPollTimeout, c.PollInterval/2) }),
 		Concurrency:  c.PollConcurrency,
 		Retries:      c.PollRetries,
-		Pipeline:     c.PollPipeline,
+		Pipeline:     cmdline.Derived(c.PollPipeline, func() int { return min(defaultPollPipeline, c.PollConcurrency) }),
 		RetryBackoff: c.PollRetryBackoff,
 		MaxAge:       c.CoverageMaxAge,
 		Suspicious: exporter.SuspiciousConfig{
@@ -128,12 +136,32 @@ func (c *cli) config() (exporter.Config, error) {
 		StateDir:      c.StateDir,
 		StateInterval: c.StateInterval,
 	}
+	// Before Validate, which wants the directory to exist.
+	if err := makeStateDir(cfg.StateDir); err != nil {
+		return cfg, err
+	}
 	return cfg, cfg.Validate()
 }
 
+// makeStateDir creates --state.dir with its parents, as Prometheus does
+// with its storage path, so that a fresh volume or host needs no mkdir.
+// Only a path that cannot be a directory is refused.
+func makeStateDir(dir string) error {
+	if dir == "" {
+		return nil
+	}
+	if st, err := os.Stat(dir); err == nil && !st.IsDir() {
+		return fmt.Errorf("state.dir=%q is a file, not a directory; point the flag at a directory", dir)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create state.dir=%q: %w; point the flag at a directory the exporter can create or write", dir, err)
+	}
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c, _, err := parse(args, stdout)
-	if errors.Is(err, errHelp) {
+	c, err := parse(args, stdout)
+	if errors.Is(err, cmdline.ErrHelp) {
 		return 0
 	}
 	if err != nil {
@@ -166,14 +194,7 @@ func serve(ctx context.Context, c *cli, cfg exporter.Config) error {
 	if cfg.StateDir != "" {
 		logStateLoad(cfg.Logger, e.LoadState())
 	}
-	h := e.Handler(c.WebMetricsPath, c.WebTelemetryPath)
-	if c.WebEnablePprof {
-		h = webserver.WithPprof(h)
-	}
-	srv, err := webserver.Listen(webserver.Config{
-		ListenAddresses: c.WebListenAddress,
-		WebConfigFile:   c.WebConfigFile,
-	}, h, cfg.Logger)
+	srv, err := c.Web.Listen(e.Handler(c.WebMetricsPath, c.WebTelemetryPath), cfg.Logger)
 	if err != nil {
 		return err
 	}

@@ -4,19 +4,23 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/mockstagram-exporter/mockstagram-exporter/exporter"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
 )
 
 func TestParseDefaults(t *testing.T) {
-	c, _, err := parse(nil, io.Discard)
+	c, err := parse(nil, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,7 +29,7 @@ func TestParseDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.Range != (pkrange.Range{Min: 1000000, Max: 1999999}) || cfg.Shard != (pkrange.Shard{Index: 0, Count: 1}) ||
-		cfg.Interval != time.Minute || cfg.URLs[0] != "http://127.0.0.1:3000" || c.WebListenAddress[0] != ":9866" {
+		cfg.Interval != time.Minute || cfg.URLs[0] != "http://127.0.0.1:3000" || c.Web.ListenAddress[0] != ":9866" {
 		t.Fatalf("defaults: %+v %+v", cfg, c)
 	}
 }
@@ -33,7 +37,7 @@ func TestParseDefaults(t *testing.T) {
 func TestParseFlagsAndEnv(t *testing.T) {
 	t.Setenv("MOCKSTAGRAM_EXPORTER_POLL_INTERVAL", "30s")
 	t.Setenv("MOCKSTAGRAM_EXPORTER_SHARD_COUNT", "4")
-	c, _, err := parse([]string{"--mockstagram.url=http://a:1", "--mockstagram.url=http://b:2,http://c:3", "--shard.index=3", "--poll.concurrency=64"}, io.Discard)
+	c, err := parse([]string{"--mockstagram.url=http://a:1", "--mockstagram.url=http://b:2,http://c:3", "--shard.index=3", "--poll.concurrency=64"}, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +56,7 @@ func TestShardFromHostname(t *testing.T) {
 	f := func(host string, want int, wantErr string) {
 		t.Helper()
 		pkrange.Hostname = func() (string, error) { return host, nil }
-		c, _, err := parse([]string{"--shard.from-hostname", "--shard.count=8"}, io.Discard)
+		c, err := parse([]string{"--shard.from-hostname", "--shard.count=8"}, io.Discard)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -76,7 +80,7 @@ func TestShardFromHostname(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	f := func(args []string, want string) {
 		t.Helper()
-		c, _, err := parse(args, io.Discard)
+		c, err := parse(args, io.Discard)
 		if err == nil {
 			_, err = c.config()
 		}
@@ -89,17 +93,86 @@ func TestConfigErrors(t *testing.T) {
 	f([]string{"--shard.index=2", "--shard.count=2"}, "shard.index=2 must be in 0..1 (shard.count-1)")
 	f([]string{"--poll.interval=100ms"}, "poll.interval=100ms is below 1s")
 	f([]string{"--poll.timeout=2m"}, "poll.timeout=2m0s is more than half of poll.interval=1m0s; a poll must end well before the pk is due again (lower poll.timeout)")
-	f([]string{"--poll.interval=5s"}, "poll.timeout=5s is more than half of poll.interval=5s; a poll must end well before the pk is due again (lower poll.timeout)")
+	f([]string{"--poll.interval=8s", "--poll.timeout=5s"}, "poll.timeout=5s is more than half of poll.interval=8s; a poll must end well before the pk is due again (lower poll.timeout)")
+	f([]string{"--poll.concurrency=16", "--poll.pipeline=32"}, "poll.pipeline=32 must be in 1..poll.concurrency (16)")
 	f([]string{"--poll.concurrency=0"}, "poll.concurrency=0 must be at least 1")
 	f([]string{"--poll.retries=11"}, "poll.retries=11 must be in 0..10")
 	f([]string{"--suspicious.period=10ms"}, "suspicious.period=10ms is below 1s")
 	f([]string{"--suspicious.concurrency=0"}, "suspicious.concurrency=0 must be at least 1")
 	f([]string{"--suspicious.timeout=0s"}, "suspicious.timeout=0s must be positive")
-	f([]string{"--state.dir=/does/not/exist"}, `state.dir="/does/not/exist" is not a directory; create it or point the flag elsewhere`)
-	f([]string{"--state.dir=/tmp", "--state.interval=10ms"}, "state.interval=10ms is below 1s")
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f([]string{"--state.dir=" + file}, fmt.Sprintf("state.dir=%q is a file, not a directory; point the flag at a directory", file))
+	f([]string{"--state.dir=" + file + "/sub"}, fmt.Sprintf("cannot create state.dir=%q: mkdir %s: not a directory; point the flag at a directory the exporter can create or write", file+"/sub", file))
+	f([]string{"--state.dir=" + t.TempDir(), "--state.interval=10ms"}, "state.interval=10ms is below 1s")
 	f([]string{"--poll.interval=soon"}, `--poll.interval: expected duration but got "soon": time: invalid duration "soon"`)
 	f([]string{"--log.level=loud"}, `--log.level must be one of "debug","info","warn","error" but got "loud"`)
 	f([]string{"--web.config.file=/does/not/exist"}, `--web.config.file: stat /does/not/exist: no such file or directory`)
+}
+
+// TestDerivedDefaults: a flag whose default depends on another flag takes
+// the default that fits the other flag's value, and a value the user gave
+// is kept (and refused only if it does not fit, see TestConfigErrors).
+func TestDerivedDefaults(t *testing.T) {
+	f := func(args []string, timeout time.Duration, pipeline int) {
+		t.Helper()
+		c, err := parse(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := c.config()
+		if err != nil {
+			t.Fatalf("%q: %v", args, err)
+		}
+		if cfg.Timeout != timeout || cfg.Pipeline != pipeline {
+			t.Fatalf("%q: poll.timeout %s, poll.pipeline %d; want %s, %d", args, cfg.Timeout, cfg.Pipeline, timeout, pipeline)
+		}
+	}
+	f(nil, 5*time.Second, 32)
+	f([]string{"--poll.interval=8s"}, 4*time.Second, 32) // 5s would be more than half
+	f([]string{"--poll.interval=1s"}, 500*time.Millisecond, 32)
+	f([]string{"--poll.interval=8s", "--poll.timeout=3s"}, 3*time.Second, 32)
+	f([]string{"--poll.interval=8s", "--poll.timeout=4s"}, 4*time.Second, 32) // exactly half is allowed
+	f([]string{"--poll.concurrency=16"}, 5*time.Second, 16)
+	f([]string{"--poll.concurrency=1"}, 5*time.Second, 1)
+	f([]string{"--poll.concurrency=16", "--poll.pipeline=4"}, 5*time.Second, 4)
+	t.Setenv("MOCKSTAGRAM_EXPORTER_POLL_INTERVAL", "6s")
+	f(nil, 3*time.Second, 32)
+	t.Setenv("MOCKSTAGRAM_EXPORTER_POLL_TIMEOUT", "2s")
+	f(nil, 2*time.Second, 32)
+}
+
+// TestSuspiciousDefaults: the classifier flags default to
+// exporter.DefaultSuspiciousConfig, their one definition.
+func TestSuspiciousDefaults(t *testing.T) {
+	c, err := parse(nil, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := exporter.DefaultSuspiciousConfig(); cfg.Suspicious != want {
+		t.Fatalf("flag defaults give %+v, DefaultSuspiciousConfig is %+v", cfg.Suspicious, want)
+	}
+}
+
+// TestStateDirCreated: a missing --state.dir is created with its parents.
+func TestStateDirCreated(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b", "state")
+	c, err := parse([]string{"--state.dir=" + dir}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.config(); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		t.Fatalf("state.dir not created: %v", err)
+	}
 }
 
 func TestRunExitCodes(t *testing.T) {

@@ -18,21 +18,21 @@ import (
 	"github.com/alecthomas/kong"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/cmdline"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/logging"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/webserver"
 	"github.com/mockstagram-exporter/mockstagram-exporter/rankd"
 )
 
+// cli is every flag of rankd; each is also an environment variable.
 type cli struct {
-	ExporterURL      []string      `name:"exporter.url" sep:"," help:"Exporter shard base URL to read (repeatable, or comma-separated)."`
-	ExporterURLsFile string        `name:"exporter.urls-file" type:"existingfile" help:"File with one exporter base URL per line (# comments allowed), in addition to --exporter.url."`
-	RefreshInterval  time.Duration `name:"refresh.interval" default:"5s" help:"Rebuild the snapshot this often; answers are never older than this plus one refresh."`
-	RefreshTimeout   time.Duration `name:"refresh.timeout" default:"4s" help:"Deadline of one refresh's exporter reads, shared in turn (healthy exporters first): one that hangs is cut off at the end of its share and keeps its last data."`
-	ExposeRanks      bool          `name:"expose.ranks" help:"Also expose every influencer's rank on /metrics as mockstagram_influencer_rank{pk} (1M series: about 45 MB a scrape, see docs/rankd.md)."`
-	WebListenAddress []string      `name:"web.listen-address" default:":9867" sep:"," help:"Addresses to serve the API and /metrics on."`
-	WebConfigFile    string        `name:"web.config.file" type:"existingfile" help:"Prometheus exporter-toolkit web config file for TLS and basic auth."`
-	WebEnablePprof   bool          `name:"web.enable-pprof" help:"Serve Go profiling endpoints under /debug/pprof/."`
-	Log              logging.Flags `embed:""`
+	ExporterURL      []string        `name:"exporter.url" sep:"," help:"Exporter shard base URL to read (repeatable, or comma-separated)."`
+	ExporterURLsFile string          `name:"exporter.urls-file" type:"existingfile" help:"File with one exporter base URL per line (# comments allowed), in addition to --exporter.url."`
+	RefreshInterval  time.Duration   `name:"refresh.interval" default:"5s" help:"Rebuild the snapshot this often; answers are never older than this plus one refresh."`
+	RefreshTimeout   time.Duration   `name:"refresh.timeout" help:"Deadline of one refresh's exporter reads, shared in turn (healthy exporters first): one that hangs is cut off at the end of its share and keeps its last data. Default: 4/5 of refresh.interval (4s for 5s), so a refresh ends before the next is due."`
+	ExposeRanks      bool            `name:"expose.ranks" help:"Also expose every influencer's rank on /metrics as mockstagram_influencer_rank{pk} (1M series: about 45 MB a scrape, see docs/rankd.md)."`
+	Web              webserver.Flags `embed:""`
+	Log              logging.Flags   `embed:""`
 }
 
 func main() {
@@ -41,22 +41,18 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
-var errHelp = errors.New("help printed")
-
 func parse(args []string, stdout io.Writer) (*cli, error) {
 	var c cli
-	exited := false
-	p, err := kong.New(&c, kong.Name("rankd"),
-		kong.Description("Answers influencer rank, population average and latest values from a live snapshot of the exporters."),
-		kong.DefaultEnvars("RANKD"), kong.Writers(stdout, stdout), kong.Exit(func(int) { exited = true }))
-	if err != nil {
-		return nil, err
-	}
-	_, err = p.Parse(args)
-	if exited {
-		return nil, errHelp
-	}
+	_, err := cmdline.Parse(&c, "rankd",
+		"Answers influencer rank, population average and latest values from a live snapshot of the exporters.",
+		"RANKD", kong.Vars{"web_listen_address": ":9867"}, args, stdout)
 	return &c, err
+}
+
+// refreshTimeout is --refresh.timeout, derived from --refresh.interval
+// when not given.
+func (c *cli) refreshTimeout() time.Duration {
+	return cmdline.Derived(c.RefreshTimeout, func() time.Duration { return c.RefreshInterval * 4 / 5 })
 }
 
 // sources merges --exporter.url and the lines of --exporter.urls-file.
@@ -82,7 +78,7 @@ func (c *cli) sources() ([]string, error) {
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c, err := parse(args, stdout)
-	if errors.Is(err, errHelp) {
+	if errors.Is(err, cmdline.ErrHelp) {
 		return 0
 	}
 	if err != nil {
@@ -99,24 +95,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("invalid configuration", "err", err)
 		return 2
 	}
-	srv, err := rankd.New(rankd.Config{Sources: urls, Refresh: c.RefreshInterval, Timeout: c.RefreshTimeout, ExposeRanks: c.ExposeRanks, Logger: log})
+	timeout := c.refreshTimeout()
+	srv, err := rankd.New(rankd.Config{Sources: urls, Refresh: c.RefreshInterval, Timeout: timeout, ExposeRanks: c.ExposeRanks, Logger: log})
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 2
 	}
-	h := srv.Handler()
-	if c.WebEnablePprof {
-		h = webserver.WithPprof(h)
-	}
-	web, err := webserver.Listen(webserver.Config{ListenAddresses: c.WebListenAddress, WebConfigFile: c.WebConfigFile}, h, log)
+	web, err := c.Web.Listen(srv.Handler(), log)
 	if err != nil {
 		log.Error("cannot serve", "err", err)
 		return 1
 	}
 	log.Info("serving", "addresses", web.Addrs(), "exporters", len(urls), "refresh", c.RefreshInterval)
-	if c.RefreshTimeout >= c.RefreshInterval {
+	if timeout >= c.RefreshInterval { // only when given: the derived timeout is below
 		log.Warn("--refresh.timeout is not below --refresh.interval: while an exporter hangs, every refresh takes the whole timeout and the snapshot can be up to interval + timeout old; lower --refresh.timeout",
-			"refresh.interval", c.RefreshInterval, "refresh.timeout", c.RefreshTimeout)
+			"refresh.interval", c.RefreshInterval, "refresh.timeout", timeout)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { srv.Run(gctx); return nil })

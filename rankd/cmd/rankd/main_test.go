@@ -26,8 +26,8 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(urls) != 0 || c.RefreshInterval != 5*time.Second || c.RefreshTimeout != 4*time.Second ||
-		strings.Join(c.WebListenAddress, " ") != ":9867" || c.WebConfigFile != "" || c.Log.Level != "info" || c.Log.Format != "logfmt" || c.ExposeRanks {
+	if len(urls) != 0 || c.RefreshInterval != 5*time.Second || c.refreshTimeout() != 4*time.Second ||
+		strings.Join(c.Web.ListenAddress, " ") != ":9867" || c.Web.ConfigFile != "" || c.Log.Level != "info" || c.Log.Format != "logfmt" || c.ExposeRanks {
 		t.Fatalf("defaults: %+v, sources %v", c, urls)
 	}
 }
@@ -59,6 +59,29 @@ func TestParseFlagsAndEnv(t *testing.T) {
 		"http://flag:1", time.Second, false)
 	f(nil, []string{"--exporter.url=http://a:1", "--refresh.interval=1s", "--expose.ranks"}, "http://a:1", time.Second, true)
 	f(map[string]string{"RANKD_EXPOSE_RANKS": "true"}, []string{"--exporter.url=http://a:1", "--refresh.interval=1s"}, "http://a:1", time.Second, true)
+}
+
+// TestDerivedRefreshTimeout: an unset --refresh.timeout follows
+// --refresh.interval, so a short interval does not get a timeout longer
+// than itself; a timeout the user gives is kept.
+func TestDerivedRefreshTimeout(t *testing.T) {
+	f := func(args []string, want time.Duration) {
+		t.Helper()
+		c, err := parse(args, io.Discard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.refreshTimeout(); got != want {
+			t.Fatalf("%q: refresh.timeout %s, want %s", args, got, want)
+		}
+	}
+	f(nil, 4*time.Second)
+	f([]string{"--refresh.interval=1s"}, 800*time.Millisecond)
+	f([]string{"--refresh.interval=100ms"}, 80*time.Millisecond)
+	f([]string{"--refresh.interval=1m"}, 48*time.Second)
+	f([]string{"--refresh.interval=1s", "--refresh.timeout=3s"}, 3*time.Second)
+	t.Setenv("RANKD_REFRESH_TIMEOUT", "2s")
+	f([]string{"--refresh.interval=1s"}, 2*time.Second)
 }
 
 func TestURLsFile(t *testing.T) {
@@ -103,7 +126,7 @@ func TestRunExitCodes(t *testing.T) {
 	f([]string{"--exporter.url=exporter-0:9866"}, 2, "is not an http(s) URL")
 	f([]string{"--exporter.url=http://a:1,http://a:1"}, 2, `exporter.url=\"http://a:1\" is given twice`)
 	f([]string{"--exporter.url=http://a:1", "--refresh.interval=10ms"}, 2, "refresh.interval=10ms is below 100ms")
-	f([]string{"--exporter.url=http://a:1", "--refresh.timeout=0s"}, 2, "refresh.timeout=0s must be positive")
+	f([]string{"--exporter.url=http://a:1", "--refresh.timeout=-1s"}, 2, "refresh.timeout=-1s must be positive")
 	f([]string{"--refresh.interval=soon"}, 2, "--refresh.interval")
 	f([]string{"--log.level=loud"}, 2, "--log.level")
 	f([]string{"--exporter.url=http://a:1", "--web.listen-address=" + taken.Addr().String(), "--log.level=warn"}, 1, "cannot listen on --web.listen-address")

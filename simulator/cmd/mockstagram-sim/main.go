@@ -11,12 +11,16 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
 
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/cmdline"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/logging"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/webserver"
 	"github.com/mockstagram-exporter/mockstagram-exporter/simulator"
 )
 
@@ -27,17 +31,19 @@ func main() {
 // cli is every flag of mockstagram-sim; each is also an environment variable.
 type cli struct {
 	ListenAddress string        `name:"web.listen-address" default:":3000" env:"MOCKSTAGRAM_SIM_LISTEN_ADDRESS" help:"Address to listen on (host:port; port 0 picks a free one)."`
-	IdleTimeout   time.Duration `name:"web.idle-timeout" default:"5s" env:"MOCKSTAGRAM_SIM_IDLE_TIMEOUT" help:"Close keep-alive connections idle this long (duration; Node's default is 5s)."`
-	LogLevel      string        `name:"log.level" default:"info" enum:"debug,info,warn,error" env:"MOCKSTAGRAM_SIM_LOG_LEVEL" help:"Log level (${enum})."`
+	IdleTimeout   time.Duration `name:"web.idle-timeout" default:"${idle_timeout}" env:"MOCKSTAGRAM_SIM_IDLE_TIMEOUT" help:"Close keep-alive connections idle this long (duration; Node's default is 5s)."`
+	Log           logging.Flags `embed:""`
 
-	PKMin          int64 `name:"pk.min" default:"1000000" env:"MOCKSTAGRAM_SIM_PK_MIN" help:"Lowest influencer pk (inclusive)."`
-	PKMax          int64 `name:"pk.max" default:"1999999" env:"MOCKSTAGRAM_SIM_PK_MAX" help:"Highest influencer pk (inclusive)."`
+	// The defaults that simulator.DefaultConfig defines come in as kong
+	// variables (vars), so they are written down once.
+	PKMin          int64 `name:"pk.min" default:"${pk_min}" env:"MOCKSTAGRAM_SIM_PK_MIN" help:"Lowest influencer pk (inclusive)."`
+	PKMax          int64 `name:"pk.max" default:"${pk_max}" env:"MOCKSTAGRAM_SIM_PK_MAX" help:"Highest influencer pk (inclusive)."`
 	Seed           int64 `name:"seed" default:"0" env:"MOCKSTAGRAM_SIM_SEED" help:"Seed for deterministic data (0 draws a random seed and logs it)."`
-	Drift          bool  `name:"drift" default:"true" negatable:"" env:"MOCKSTAGRAM_SIM_DRIFT" help:"Step an influencer's counts on every GET, like upstream (--drift=false freezes them)."`
-	NotFoundStatus int   `name:"not-found.status" default:"500" enum:"500,400" env:"MOCKSTAGRAM_SIM_NOT_FOUND_STATUS" help:"HTTP status for an unknown pk (${enum}; 500 is the reference server, 400 its later variant)."`
+	Drift          bool  `name:"drift" default:"${drift}" negatable:"" env:"MOCKSTAGRAM_SIM_DRIFT" help:"Step an influencer's counts on every GET, like upstream (--drift=false freezes them)."`
+	NotFoundStatus int   `name:"not-found.status" default:"${not_found_status}" enum:"500,400" env:"MOCKSTAGRAM_SIM_NOT_FOUND_STATUS" help:"HTTP status for an unknown pk (${enum}; 500 is the reference server, 400 its later variant)."`
 
-	SuspiciousDelayMean   time.Duration `name:"suspicious.delay.mean" default:"1s" env:"MOCKSTAGRAM_SIM_SUSPICIOUS_DELAY_MEAN" help:"Mean classifier delay (duration)."`
-	SuspiciousDelayStddev time.Duration `name:"suspicious.delay.stddev" default:"1s" env:"MOCKSTAGRAM_SIM_SUSPICIOUS_DELAY_STDDEV" help:"Standard deviation of the classifier delay (duration; negative draws answer at once)."`
+	SuspiciousDelayMean   time.Duration `name:"suspicious.delay.mean" default:"${suspicious_delay_mean}" env:"MOCKSTAGRAM_SIM_SUSPICIOUS_DELAY_MEAN" help:"Mean classifier delay (duration)."`
+	SuspiciousDelayStddev time.Duration `name:"suspicious.delay.stddev" default:"${suspicious_delay_stddev}" env:"MOCKSTAGRAM_SIM_SUSPICIOUS_DELAY_STDDEV" help:"Standard deviation of the classifier delay (duration; negative draws answer at once)."`
 	SuspiciousDelayMax    time.Duration `name:"suspicious.delay.max" default:"0s" env:"MOCKSTAGRAM_SIM_SUSPICIOUS_DELAY_MAX" help:"Cap on the classifier delay (duration; 0 means no cap)."`
 
 	FaultLatencyMean       time.Duration `name:"fault.latency.mean" default:"0s" env:"MOCKSTAGRAM_SIM_FAULT_LATENCY_MEAN" help:"Mean latency added to every influencer GET (duration)."`
@@ -50,7 +56,7 @@ type cli struct {
 	FaultWrongPKRatio      float64       `name:"fault.wrong-pk-ratio" default:"0" env:"MOCKSTAGRAM_SIM_FAULT_WRONG_PK_RATIO" help:"Fraction of influencer GETs (0..1) answered 200 with another pk's values."`
 	FaultOutageAfter       time.Duration `name:"fault.outage.after" default:"0s" env:"MOCKSTAGRAM_SIM_FAULT_OUTAGE_AFTER" help:"Start of the outage window, measured from start-up (duration)."`
 	FaultOutageDuration    time.Duration `name:"fault.outage.duration" default:"0s" env:"MOCKSTAGRAM_SIM_FAULT_OUTAGE_DURATION" help:"Length of the outage window (duration; 0 means no outage)."`
-	FaultOutageMode        string        `name:"fault.outage.mode" default:"reset" enum:"reset,503" env:"MOCKSTAGRAM_SIM_FAULT_OUTAGE_MODE" help:"What influencer GETs get during the outage (${enum})."`
+	FaultOutageMode        string        `name:"fault.outage.mode" default:"${outage_mode}" enum:"reset,503" env:"MOCKSTAGRAM_SIM_FAULT_OUTAGE_MODE" help:"What influencer GETs get during the outage (${enum})."`
 	FaultSuspiciousError   float64       `name:"fault.suspicious.error-ratio" default:"0" env:"MOCKSTAGRAM_SIM_FAULT_SUSPICIOUS_ERROR_RATIO" help:"Fraction of classifier calls (0..1) answered 500 after their delay."`
 }
 
@@ -82,37 +88,44 @@ func (c *cli) config(logger *slog.Logger) simulator.Config {
 	}
 }
 
-// parse reads args into a cli. exit is -1 unless kong asked to exit (--help,
-// bad flags), in which case run returns it.
-func parse(args []string, stdout, stderr io.Writer) (c cli, exit int, err error) {
-	exit = -1
-	parser, err := kong.New(&c,
-		kong.Name("mockstagram-sim"),
-		kong.Description("A fast simulator of the Mockstagram API. Every flag is also an environment variable."),
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { exit = code }),
-	)
-	if err != nil {
-		return c, 1, err
+// vars are the defaults of simulator.DefaultConfig, for the kong tags.
+func vars() kong.Vars {
+	d := simulator.DefaultConfig()
+	return kong.Vars{
+		"idle_timeout":            d.IdleTimeout.String(),
+		"pk_min":                  strconv.FormatInt(d.PKs.Min, 10),
+		"pk_max":                  strconv.FormatInt(d.PKs.Max, 10),
+		"drift":                   strconv.FormatBool(d.Drift),
+		"not_found_status":        strconv.Itoa(d.NotFoundStatus),
+		"suspicious_delay_mean":   d.SuspiciousDelayMean.String(),
+		"suspicious_delay_stddev": d.SuspiciousDelayStddev.String(),
+		"outage_mode":             d.Faults.OutageMode,
 	}
-	if _, err := parser.Parse(args); err != nil {
-		return c, 2, err
-	}
-	return c, exit, nil
+}
+
+// parse reads args into a cli.
+func parse(args []string, stdout io.Writer) (cli, error) {
+	var c cli
+	_, err := cmdline.Parse(&c, "mockstagram-sim",
+		"A fast simulator of the Mockstagram API. Every flag is also an environment variable.",
+		"MOCKSTAGRAM_SIM", vars(), args, stdout)
+	return c, err
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c, exit, err := parse(args, stdout, stderr)
+	c, err := parse(args, stdout)
+	if errors.Is(err, cmdline.ErrHelp) {
+		return 0
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "mockstagram-sim: %v\n", err)
-		return exit
+		return 2
 	}
-	if exit >= 0 {
-		return exit
+	logger, err := c.Log.New(stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mockstagram-sim: %v\n", err)
+		return 2
 	}
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(c.LogLevel)) // kong's enum already checked it
-	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if err := serve(ctx, &c, logger); err != nil {
 		logger.Error("mockstagram-sim failed", "err", err)
 		return 1
@@ -129,9 +142,9 @@ func serve(ctx context.Context, c *cli, logger *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cannot configure the simulator: %w", err)
 	}
-	ln, err := net.Listen("tcp", c.ListenAddress)
+	ln, err := webserver.Bind(c.ListenAddress)
 	if err != nil {
-		return fmt.Errorf("cannot listen: %w; change --web.listen-address", err)
+		return err
 	}
 	logger.Info("mockstagram-sim listening",
 		"address", ln.Addr().String(),

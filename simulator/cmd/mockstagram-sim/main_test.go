@@ -17,10 +17,9 @@ import (
 
 func mustParse(t *testing.T, args ...string) cli {
 	t.Helper()
-	var stdout, stderr bytes.Buffer
-	c, exit, err := parse(args, &stdout, &stderr)
-	if err != nil || exit != -1 {
-		t.Fatalf("parse(%q) = exit %d, %v; stderr %s", args, exit, err, stderr.String())
+	c, err := parse(args, io.Discard)
+	if err != nil {
+		t.Fatalf("parse(%q): %v", args, err)
 	}
 	return c
 }
@@ -82,9 +81,8 @@ func TestParseErrors(t *testing.T) {
 	f := func(want string, args ...string) {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
-		_, exit, err := parse(args, &stdout, &stderr)
-		if err == nil || !strings.Contains(err.Error(), want) || exit != 2 {
-			t.Errorf("parse(%q) = exit %d, %v; want exit 2 and an error containing %q", args, exit, err, want)
+		if code := run(context.Background(), args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), want) {
+			t.Errorf("run(%q) = exit %d, stderr %s; want exit 2 and an error containing %q", args, code, stderr.String(), want)
 		}
 	}
 	f(`--not-found.status must be one of "500","400" but got "404"`, "--not-found.status=404")
@@ -113,7 +111,7 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		t.Errorf("exit %d, stderr %s", code, stderr.String())
 	}
 	code = run(context.Background(), []string{"--web.listen-address=256.0.0.1:x"}, &stdout, &stderr)
-	if code != 1 || !strings.Contains(stderr.String(), "change --web.listen-address") {
+	if code != 1 || !strings.Contains(stderr.String(), "cannot listen on --web.listen-address") {
 		t.Errorf("exit %d, stderr %s", code, stderr.String())
 	}
 }

@@ -13,6 +13,11 @@ import (
 	"time"
 )
 
+// The types below mirror rankd's answers (rankd/api.go: InfluencerJSON,
+// ListJSON, AverageJSON, StatusJSON). This module does not import rankd;
+// TestRankdContract decodes rankd's golden answers (rankd/testdata/api)
+// strictly into them and fails on a field either side lacks.
+
 // Influencer is one influencer as rankd answers it (/api/v1/influencers/{pk},
 // and the entries of /api/v1/top and /api/v1/suspicious).
 type Influencer struct {
@@ -63,6 +68,8 @@ type Status struct {
 		Healthy     bool      `json:"healthy"`
 		LastError   string    `json:"lastError"`
 		LastSuccess time.Time `json:"lastSuccess"`
+		Influencers int64     `json:"influencers"` // in that exporter's last good snapshot
+		FetchMs     float64   `json:"fetchMs"`     // how long its last read took
 	} `json:"sources"`
 	RefreshInterval    string   `json:"refreshInterval"`
 	SnapshotAgeSeconds *float64 `json:"snapshotAgeSeconds"`
