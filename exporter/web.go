@@ -110,7 +110,7 @@ polled every {{.Interval}} ({{printf "%.0f" .Rate}} polls/s) with up to {{.Concu
 <h2>Endpoints</h2><ul>
 <li><a href="{{.MetricsPath}}">{{.MetricsPath}}</a>: influencer gauges (add ?slice=k&amp;slices=n for a slice)</li>
 <li><a href="{{.TelemetryPath}}">{{.TelemetryPath}}</a>: the exporter's own metrics</li>
-<li>/api/v1/snapshot: binary snapshot of every owned influencer, for rankd</li>
+<li>{{.SnapshotPath}}: binary snapshot of every owned influencer, for rankd</li>
 <li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li>
 </ul></body></html>
 `))
@@ -143,7 +143,7 @@ func (e *Exporter) serveLanding(w http.ResponseWriter, _ *http.Request, metricsP
 		"Cycle": cycle, "Progress": progress, "Lag": e.lag().Round(time.Millisecond),
 		"Fresh": f.Fresh, "MaxAge": e.cfg.MaxAge, "Coverage": 100 * f.Coverage(), "Oldest": f.OldestAge.Round(time.Second),
 		"HasLast": hasLast, "Last1": last, "Upstreams": ups,
-		"MetricsPath": metricsPath, "TelemetryPath": telemetryPath,
+		"MetricsPath": metricsPath, "TelemetryPath": telemetryPath, "SnapshotPath": SnapshotPath,
 	})
 	if err != nil {
 		e.log.Debug("landing page aborted", "err", err)

@@ -16,7 +16,7 @@ import (
 func TestStackArgsParse(t *testing.T) {
 	f := func(spec stack.Exporter, check func(c *cli) bool) {
 		t.Helper()
-		c, _, err := parse(spec.Args(), io.Discard)
+		c, err := parse(spec.Args(), io.Discard)
 		if err != nil {
 			t.Fatalf("parse %q: %v", spec.Args(), err)
 		}
@@ -28,7 +28,7 @@ func TestStackArgsParse(t *testing.T) {
 		Shard: pkrange.Shard{Index: 1, Count: 2}, PollInterval: 2 * time.Second, PollTimeout: time.Second,
 		PollConcurrency: 16, SuspiciousPeriod: time.Hour, StateDir: t.TempDir(), LogLevel: "warn"}
 	f(spec, func(c *cli) bool {
-		return slices.Equal(c.WebListenAddress, []string{spec.Addr}) && slices.Equal(c.MockstagramURL, spec.Upstreams) &&
+		return slices.Equal(c.Web.ListenAddress, []string{spec.Addr}) && slices.Equal(c.MockstagramURL, spec.Upstreams) &&
 			c.PKMin == spec.PKs.Min && c.PKMax == spec.PKs.Max && c.ShardIndex == 1 && c.ShardCount == 2 &&
 			c.PollInterval == spec.PollInterval && c.PollTimeout == spec.PollTimeout && c.PollConcurrency == 16 &&
 			c.SuspiciousEnabled && c.SuspiciousPeriod == time.Hour && c.StateDir == spec.StateDir && c.Log.Level == "warn"

@@ -19,7 +19,7 @@ func TestStackArgsParse(t *testing.T) {
 	if err != nil {
 		t.Fatalf("parse %q: %v", spec.Args(), err)
 	}
-	if !slices.Equal(c.WebListenAddress, []string{spec.Addr}) || !slices.Equal(c.ExporterURL, spec.Exporters) ||
+	if !slices.Equal(c.Web.ListenAddress, []string{spec.Addr}) || !slices.Equal(c.ExporterURL, spec.Exporters) ||
 		c.RefreshInterval != time.Second || c.RefreshTimeout != 2*time.Second || c.Log.Level != "warn" {
 		t.Fatalf("parse %q = %+v", spec.Args(), c)
 	}

@@ -13,11 +13,11 @@ import (
 // fails here, not in a launcher run.
 func TestStackArgsParse(t *testing.T) {
 	spec := stack.Simulator{Addr: "127.0.0.1:7", PKs: pkrange.First(2000), Seed: 3, LogLevel: "warn"}
-	c, exit, err := parse(spec.Args(), io.Discard, io.Discard)
-	if err != nil || exit >= 0 {
-		t.Fatalf("parse %q: exit %d, %v", spec.Args(), exit, err)
+	c, err := parse(spec.Args(), io.Discard)
+	if err != nil {
+		t.Fatalf("parse %q: %v", spec.Args(), err)
 	}
-	if c.ListenAddress != spec.Addr || c.PKMin != spec.PKs.Min || c.PKMax != spec.PKs.Max || c.Seed != 3 || c.LogLevel != "warn" {
+	if c.ListenAddress != spec.Addr || c.PKMin != spec.PKs.Min || c.PKMax != spec.PKs.Max || c.Seed != 3 || c.Log.Level != "warn" {
 		t.Fatalf("parse %q = %+v", spec.Args(), c)
 	}
 }
