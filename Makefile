@@ -3,9 +3,11 @@ GO      ?= go
 BIN     := bin
 # -race needs cgo; it is skipped where the toolchain cannot do it.
 RACE    ?= $(shell CGO_ENABLED=1 $(GO) env CGO_ENABLED 2>/dev/null | grep -q 1 && echo -race)
-# Packages run one at a time (-p 1): many tests poll on one-second schedules
-# and must not starve each other of the two cores.
-TESTFLAGS ?= -timeout 20m -p 1
+# Packages build and test in parallel (go test's default -p, one per core):
+# the tests that used to wait on one-second schedules run on a fake clock
+# (testing/synctest over internal/memnet), so a busy core cannot make them
+# late.
+TESTFLAGS ?= -timeout 15m
 BENCHTIME ?= 1x
 BENCHCOUNT ?= 5
 ARGS    ?=
