@@ -137,7 +137,14 @@ func (p *poller) decode(pk int64, nowMs int64) result {
 	if status != fasthttp.StatusOK {
 		return classifyStatus(status, body)
 	}
-	v, err := p.parser.ParseBytes(body)
+	// fastjson's parser is lenient (it reads 0100 as 100, for one); the
+	// validator holds the body to the JSON grammar, as upstream's own
+	// JSON.parse would.
+	err := fastjson.ValidateBytes(body)
+	var v *fastjson.Value
+	if err == nil {
+		v, err = p.parser.ParseBytes(body)
+	}
 	if err != nil {
 		return result{reason: BadJSON, status: status, err: fmt.Errorf("cannot parse body %q: %w", truncate(body), err)}
 	}
