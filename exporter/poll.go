@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -192,9 +193,12 @@ func exactInt(v *fastjson.Value, field string) (int64, error) {
 	}
 	n, err := f.Int64()
 	if err != nil {
-		// 1e6 or 57166.0: a number, but not an integer literal.
-		x, ferr := f.Float64()
-		if ferr != nil || x != float64(int64(x)) {
+		// 1e6 or 57166.0: a number, but not an integer literal. Read as
+		// JavaScript reads it, correctly rounded: fastjson's Float64 is
+		// not (10000.20e2 came out as a fraction). The range is checked
+		// before converting, which saturates on some platforms.
+		x, ferr := strconv.ParseFloat(string(f.MarshalTo(nil)), 64)
+		if ferr != nil || x != math.Trunc(x) || x < math.MinInt64 || x >= math.MaxInt64 {
 			return 0, fmt.Errorf("field %q=%s: %w", field, f, errAbsurd)
 		}
 		return int64(x), nil
