@@ -30,7 +30,7 @@ VM_PKG   := github.com/VictoriaMetrics/VictoriaMetrics/app
 # with the root module's); test and lint cover them too.
 SUBMODULES := $(patsubst %/go.mod,%,$(wildcard grafana/plugin/go.mod deploy/validate/go.mod))
 
-.PHONY: help build tools test bench bench-scale bench-rankd-http lint run loadtest clean plugin plugin-validate
+.PHONY: help build tools test fuzz bench bench-scale bench-rankd-http lint run loadtest clean plugin plugin-validate
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,6 +50,26 @@ test: tools ## run every test (with the race detector where available)
 	$(GO) test $(RACE) $(TESTFLAGS) ./...
 	@for m in $(SUBMODULES); do echo "cd $$m && $(GO) test $(RACE) $(TESTFLAGS) ./..."; \
 		(cd $$m && $(GO) test $(RACE) $(TESTFLAGS) ./...) || exit 1; done
+
+# Fuzz targets, one per input that comes from outside (docs/operations.md):
+# Target=package. A plain `go test` runs their seed corpora (f.Add and
+# testdata/fuzz/); `make fuzz` fuzzes each for FUZZTIME, one after another.
+# A failure leaves the input in the package's testdata/fuzz/<Target>/.
+FUZZ_TARGETS := FuzzDecode=./exporter \
+                FuzzStateLoad=./exporter \
+                FuzzExposition=./exporter \
+                FuzzJSNumber=./simulator \
+                FuzzRead=./internal/snapwire \
+                FuzzAPI=./rankd
+FUZZTIME     ?= 1m
+# Minimising each new input may otherwise take a minute of a short run.
+FUZZMINIMIZE ?= 5s
+FUZZFLAGS    ?=
+
+fuzz: ## fuzz every outside input, FUZZTIME each (default 1m; FUZZFLAGS=-parallel=1 spares the cores)
+	@for t in $(FUZZ_TARGETS); do name=$${t%%=*}; pkg=$${t#*=}; \
+		echo "go test -run '^$$' -fuzz '^$$name\$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $(FUZZFLAGS) $$pkg"; \
+		$(GO) test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) $(FUZZFLAGS) $$pkg || exit 1; done
 
 bench: ## run the benchmarks (BENCHCOUNT runs each; compare with benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./...

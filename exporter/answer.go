@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/url"
 	"os"
@@ -137,7 +138,14 @@ func (p *poller) decode(pk int64, nowMs int64) result {
 	if status != fasthttp.StatusOK {
 		return classifyStatus(status, body)
 	}
-	v, err := p.parser.ParseBytes(body)
+	// fastjson's parser is lenient (it reads 0100 as 100, for one); the
+	// validator holds the body to the JSON grammar, as upstream's own
+	// JSON.parse would.
+	err := fastjson.ValidateBytes(body)
+	var v *fastjson.Value
+	if err == nil {
+		v, err = p.parser.ParseBytes(body)
+	}
 	if err != nil {
 		return result{reason: BadJSON, status: status, err: fmt.Errorf("cannot parse body %q: %w", truncate(body), err)}
 	}
@@ -185,9 +193,12 @@ func exactInt(v *fastjson.Value, field string) (int64, error) {
 	}
 	n, err := f.Int64()
 	if err != nil {
-		// 1e6 or 57166.0: a number, but not an integer literal.
-		x, ferr := f.Float64()
-		if ferr != nil || x != float64(int64(x)) {
+		// 1e6 or 57166.0: a number, but not an integer literal. Read as
+		// JavaScript reads it, correctly rounded: fastjson's Float64 is
+		// not (10000.20e2 came out as a fraction). The range is checked
+		// before converting, which saturates on some platforms.
+		x, ferr := strconv.ParseFloat(string(f.MarshalTo(nil)), 64)
+		if ferr != nil || x != math.Trunc(x) || x < math.MinInt64 || x >= math.MaxInt64 {
 			return 0, fmt.Errorf("field %q=%s: %w", field, f, errAbsurd)
 		}
 		return int64(x), nil
