@@ -366,7 +366,13 @@ func (c *classifier) verdict(i int, pk int64, status int, b []byte, at time.Time
 	case status != http.StatusOK:
 		return checkHTTP4xx, fmt.Errorf("HTTP %d: %s", status, truncate(b))
 	}
-	v, err := fastjson.ParseBytes(b)
+	// Held to the JSON grammar first: fastjson's parser alone is lenient
+	// (it reads 0100 as 100), as the poll decoder found under fuzzing.
+	err := fastjson.ValidateBytes(b)
+	var v *fastjson.Value
+	if err == nil {
+		v, err = fastjson.ParseBytes(b)
+	}
 	if err != nil {
 		return checkBadJSON, fmt.Errorf("answer is not JSON: %w: %s", err, truncate(b))
 	}

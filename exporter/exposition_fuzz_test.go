@@ -97,7 +97,7 @@ func FuzzExposition(f *testing.F) {
 			lo, hi = hi, lo
 		}
 		var plain bytes.Buffer
-		n, err := s.WriteExposition(&plain, lo, hi)
+		n, err := exporter.NewExposition(s).Write(&plain, lo, hi)
 		if err != nil || n != int64(plain.Len()) {
 			t.Fatalf("WriteExposition: %d bytes, %v; wrote %d", n, err, plain.Len())
 		}
@@ -167,7 +167,7 @@ func FuzzExposition(f *testing.F) {
 				polled, judged, len(followers), len(following), len(info), len(verdicts))
 		}
 		var zipped bytes.Buffer
-		if err := s.WriteGzipExposition(&zipped, gzip.NewWriter(io.Discard), lo, hi); err != nil {
+		if err := exporter.NewExposition(s).WriteGzip(&zipped, gzip.NewWriter(io.Discard), lo, hi); err != nil {
 			t.Fatal(err)
 		}
 		zr, err := gzip.NewReader(&zipped)
