@@ -37,6 +37,9 @@ func Start(name, bin string, args []string, logPath string, tee io.Writer) (*Pro
 	if err := os.MkdirAll(filepath.Dir(logPath), 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create log dir for %s: %w", name, err)
 	}
+	// The previous runs' logs are kept (<name>.log.1 is the last one), so
+	// the log of a crash survives the restart that follows it.
+	rotate(logPath, keepLogs)
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open log of %s: %w", name, err)
@@ -48,8 +51,11 @@ func Start(name, bin string, args []string, logPath string, tee io.Writer) (*Pro
 	}
 	cmd.Stdout, cmd.Stderr = out, out
 	// Own process group, so a Ctrl-C on the terminal reaches the launcher
-	// only, and the launcher stops the children in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// only, and the launcher stops the children in order. Tied to the
+	// launcher: when it dies without stopping them (SIGKILL, or its own
+	// parent went), the children get SIGTERM instead of running on as
+	// orphans (Linux; see sysprocattr_linux.go).
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("cannot start %s (%s): %w", name, bin, err)
@@ -61,6 +67,21 @@ func Start(name, bin string, args []string, logPath string, tee io.Writer) (*Pro
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// keepLogs is how many previous logs of a component are kept.
+const keepLogs = 3
+
+// rotate moves path to path.1, path.1 to path.2, ... keeping n old logs.
+// An empty or missing log is not rotated.
+func rotate(path string, n int) {
+	if st, err := os.Stat(path); err != nil || st.Size() == 0 {
+		return
+	}
+	for k := n - 1; k >= 1; k-- {
+		os.Rename(path+"."+strconv.Itoa(k), path+"."+strconv.Itoa(k+1))
+	}
+	os.Rename(path, path+".1")
 }
 
 // Done is closed when the process has exited.
