@@ -106,6 +106,7 @@ type Exporter struct {
 	scheds     []*scheduler // one per upstream: a stalled upstream holds up only its own pks
 	tel        *telemetry
 	pollLogs   [numReasons]logLimiter // one poll error line per reason per LogInterval
+	scrapes    scrapeLog              // when each /metrics target was last served whole
 	classifier *classifier            // nil when suspicious checks are off
 
 	started   atomic.Bool

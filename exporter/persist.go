@@ -105,6 +105,7 @@ func (e *Exporter) LoadState() StateLoad {
 	}
 	res.Influencers, res.Verdicts = e.applyState(st)
 	res.Loaded = true
+	e.tel.stateResumed.Set(float64(res.Influencers))
 	return res
 }
 

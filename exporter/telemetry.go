@@ -35,6 +35,7 @@ type telemetry struct {
 	checks *checkTelemetry
 
 	stateBytes, stateSeconds, stateLast prometheus.Gauge
+	stateResumed                        prometheus.Gauge
 	stateErrors                         prometheus.Counter
 }
 
@@ -130,7 +131,9 @@ func newTelemetry(upstreams []*Upstream, owned int, interval time.Duration, stat
 	t.stateSeconds = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "state_save_duration_seconds", Help: "Time the last state save took, fsync included."})
 	t.stateLast = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "state_last_save_timestamp_seconds", Help: "When the state file was last written successfully (0: never)."})
 	t.stateErrors = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "state_save_errors_total", Help: "State saves that failed."})
+	t.stateResumed = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "state_resumed_influencers", Help: "Influencers whose sample came back from the state file at start (0: a cold start)."})
 	if withState {
+		f(t.stateResumed)
 		f(t.stateBytes)
 		f(t.stateSeconds)
 		f(t.stateLast)

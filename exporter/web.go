@@ -59,6 +59,7 @@ var gzipPool = sync.Pool{New: func() any {
 // each stay under the scraper's size limit and are parsed in parallel.
 func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	lo, hi := 0, e.store.Len()
+	target := "whole"
 	q := r.URL.Query()
 	if q.Has("slice") || q.Has("slices") {
 		k, err1 := strconv.Atoi(q.Get("slice"))
@@ -69,6 +70,7 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		lo, hi = SliceBounds(e.store.Len(), k, n)
+		target = strconv.Itoa(k) + "/" + strconv.Itoa(n)
 	}
 	start := time.Now()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
@@ -92,7 +94,9 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// The client went away mid-stream; nothing can be sent any more.
 		e.log.Debug("scrape aborted", "remote", r.RemoteAddr, "err", err)
+		return
 	}
+	e.scrapes.served(target, start)
 }
 
 var landingTmpl = template.Must(template.New("landing").Parse(`<!DOCTYPE html>

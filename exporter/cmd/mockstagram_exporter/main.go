@@ -53,6 +53,8 @@ type cli struct {
 	SuspiciousRetries      int           `name:"suspicious.retries" default:"${suspicious_retries}" help:"Extra attempts for a failed classifier call."`
 	SuspiciousRetryBackoff time.Duration `name:"suspicious.retry-backoff" default:"${suspicious_retry_backoff}" help:"Delay before the first retry of a classifier call; doubles with each attempt."`
 
+	ShutdownScrapeWait time.Duration `name:"shutdown.scrape-wait" default:"65s" help:"On SIGTERM, after polling stops, keep serving until every /metrics target scraped lately has been scraped once more, at most this long, so that no polled sample is lost to a restart (0: exit at once). Cover one scrape interval plus a scrape's duration."`
+
 	StateDir      string        `name:"state.dir" help:"Directory for the state file (last values, verdicts, check schedule), written atomically every state.interval and at shutdown, loaded at start; created with its parents if missing. Empty: every start is cold."`
 	StateInterval time.Duration `name:"state.interval" default:"1m" help:"How often the state file is written while running."`
 
@@ -200,14 +202,34 @@ func serve(ctx context.Context, c *cli, cfg exporter.Config) error {
 	}
 	cfg.Logger.Info("serving", "addresses", srv.Addrs(), "metrics_path", c.WebMetricsPath, "telemetry_path", c.WebTelemetryPath)
 	g, gctx := errgroup.WithContext(ctx)
+	// The HTTP surface outlives polling by the final scrape's wait.
+	serveCtx, stopServing := context.WithCancel(context.Background())
+	defer stopServing()
 	g.Go(func() error {
+		defer stopServing()
 		e.Run(gctx)
+		if ctx.Err() != nil && c.ShutdownScrapeWait > 0 { // a stop, not a failed listener
+			waitFinalScrape(e, c.ShutdownScrapeWait, cfg.Logger)
+		}
 		return nil
 	})
-	g.Go(func() error { return srv.Serve(gctx) })
+	g.Go(func() error { return srv.Serve(serveCtx) })
 	err = g.Wait()
 	cfg.Logger.Info("stopped")
 	return err
+}
+
+// waitFinalScrape keeps serving until the scrapers have taken every sample
+// polled before the stop (exporter.WaitFinalScrape), and says so.
+func waitFinalScrape(e *exporter.Exporter, max time.Duration, log *slog.Logger) {
+	since := time.Now()
+	log.Info("polling stopped; serving until every /metrics target is scraped once more", "at_most", max)
+	if left := e.WaitFinalScrape(context.Background(), since, max); len(left) > 0 {
+		log.Warn("not every target was scraped again before --shutdown.scrape-wait ran out; the samples polled since their last scrape are lost",
+			"targets", left, "waited", time.Since(since).Round(time.Millisecond))
+		return
+	}
+	log.Info("final scrape done", "waited", time.Since(since).Round(time.Millisecond))
 }
 
 // logStateLoad tells the operator what the start found: a resumed state, a
