@@ -2,10 +2,15 @@ package victoria
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
+
+	"github.com/prometheus/common/model"
+	"go.yaml.in/yaml/v3"
 )
 
 // TargetGroup is one entry of a Prometheus file_sd file.
@@ -53,11 +58,19 @@ func Hosts(hosts ...string) []TargetGroup {
 
 // WriteScrapeConfig copies scrape.yml from victoriaDir (the repository's
 // victoria/) into dir and writes the file_sd files it reads into
-// dir/targets/, keyed by file name ("influencers.json", ...).
-func WriteScrapeConfig(victoriaDir, dir string, targets map[string][]TargetGroup) error {
+// dir/targets/, keyed by file name ("influencers.json", ...). With
+// maxInterval > 0 the copy scrapes at least that often: the checked-in 30 s
+// suits the 60 s poll interval, and a shorter poll interval would otherwise
+// see polls replaced before any scrape took them.
+func WriteScrapeConfig(victoriaDir, dir string, maxInterval time.Duration, targets map[string][]TargetGroup) error {
 	src, err := os.ReadFile(filepath.Join(victoriaDir, "scrape.yml"))
 	if err != nil {
 		return fmt.Errorf("cannot read the scrape config (run from the repository root or set --victoria.dir): %w", err)
+	}
+	if maxInterval > 0 {
+		if src, err = capScrapeInterval(src, maxInterval); err != nil {
+			return err
+		}
 	}
 	if err := os.MkdirAll(filepath.Join(dir, "targets"), 0o755); err != nil {
 		return err
@@ -66,6 +79,56 @@ func WriteScrapeConfig(victoriaDir, dir string, targets map[string][]TargetGroup
 		return err
 	}
 	return WriteTargets(dir, targets)
+}
+
+// capScrapeInterval lowers the config's global scrape_interval to max when
+// it is longer, and its scrape_timeout below that, keeping the rest of the
+// file (comments included) as it is.
+func capScrapeInterval(src []byte, max time.Duration) ([]byte, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil || len(doc.Content) == 0 {
+		return nil, fmt.Errorf("cannot parse scrape.yml: %v", err)
+	}
+	global := mapValue(doc.Content[0], "global")
+	if global == nil {
+		return nil, errors.New("scrape.yml has no global section to set scrape_interval in")
+	}
+	get := func(key string) time.Duration {
+		if n := mapValue(global, key); n != nil {
+			if d, err := model.ParseDuration(n.Value); err == nil {
+				return time.Duration(d)
+			}
+		}
+		return 0
+	}
+	set := func(key string, d time.Duration) {
+		v := model.Duration(d).String()
+		if n := mapValue(global, key); n != nil {
+			n.Value = v
+			return
+		}
+		global.Content = append(global.Content, &yaml.Node{Kind: yaml.ScalarNode, Value: key}, &yaml.Node{Kind: yaml.ScalarNode, Value: v})
+	}
+	if interval := get("scrape_interval"); interval == 0 || interval > max {
+		set("scrape_interval", max)
+	}
+	if timeout := get("scrape_timeout"); timeout == 0 || timeout >= max {
+		set("scrape_timeout", max*5/6)
+	}
+	return yaml.Marshal(&doc)
+}
+
+// mapValue is the value node of key in mapping node m, or nil.
+func mapValue(m *yaml.Node, key string) *yaml.Node {
+	if m.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		if m.Content[i].Value == key {
+			return m.Content[i+1]
+		}
+	}
+	return nil
 }
 
 // WriteTargets writes file_sd files into dir/targets/.

@@ -71,7 +71,9 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		return err
 	}
 	logDir := filepath.Join(c.DataDir, "logs")
-	st := &stack.Stack{BinDir: c.BinDir, LogDir: logDir, ReadyTimeout: 2 * time.Minute, StopTimeout: 30 * time.Second}
+	// The stop budget covers an exporter's wait for its final scrape (one
+	// 30 s scrape interval) and a population query vmalert is waiting on.
+	st := &stack.Stack{BinDir: c.BinDir, LogDir: logDir, ReadyTimeout: 2 * time.Minute, StopTimeout: 45 * time.Second}
 	if c.Verbose {
 		st.Tee = func(name string) io.Writer { return &prefixWriter{w: out, prefix: name + " | "} }
 	}
@@ -89,37 +91,25 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		}
 		upstreams = []string{c.url(portSim)}
 	}
-	stateDir := filepath.Join(c.DataDir, "exporters")
-	if err := os.MkdirAll(stateDir, 0o755); err != nil {
-		return err
-	}
-	var exps, expHosts []string
+	// VictoriaMetrics starts before the exporters and so stops after them:
+	// a stopping exporter waits for its final scrape (--shutdown.scrape-wait),
+	// and a restarted one is scraped from its first sample on, so neither a
+	// stop nor a restart loses a polled sample. The launcher only writes the
+	// file_sd targets next to a copy of the checked-in scrape config; the
+	// exporters' addresses are known before they start.
+	var expHosts, exps []string
 	for i := range c.Shards {
-		e, err := st.Start(ctx, fmt.Sprintf("exporter-%d", i), stack.Exporter{Addr: c.addr(portExporter + i), Upstreams: upstreams,
-			PKs: pks, Shard: pkrange.Shard{Index: i, Count: c.Shards},
-			PollInterval: c.PollInterval, PollTimeout: min(5*time.Second, c.PollInterval/2),
-			SuspiciousPeriod: c.SuspiciousPeriod, SuspiciousOff: c.SuspiciousPeriod == 0,
-			// Verdicts and the check schedule survive a restart of the stack.
-			StateDir: stateDir})
-		if err != nil {
-			return err
-		}
-		exps, expHosts = append(exps, e.URL), append(expHosts, e.Addr)
+		expHosts, exps = append(expHosts, c.addr(portExporter+i)), append(exps, c.url(portExporter+i))
 	}
-	if _, err := st.Start(ctx, "rankd", stack.Rankd{Addr: c.addr(portRankd), Exporters: exps,
-		Refresh: min(5*time.Second, c.PollInterval)}); err != nil {
-		return err
-	}
-
-	// VictoriaMetrics scrapes with the checked-in scrape config; the
-	// launcher only writes the file_sd targets next to a copy of it.
 	vdir := filepath.Join(c.DataDir, "victoria")
 	slices := victoria.SlicesFor(c.PKCount / c.Shards)
 	var simHosts []string
 	if len(c.MockstagramURL) == 0 {
 		simHosts = []string{c.addr(portSim)}
 	}
-	if err := victoria.WriteScrapeConfig(c.VictoriaDir, vdir, map[string][]victoria.TargetGroup{
+	// Two scrapes per poll interval at least, so that no poll is replaced
+	// before a scrape takes it (docs/victoria.md).
+	if err := victoria.WriteScrapeConfig(c.VictoriaDir, vdir, c.PollInterval/2, map[string][]victoria.TargetGroup{
 		"influencers.json":     victoria.InfluencerTargets(expHosts, slices),
 		"exporters.json":       victoria.Hosts(expHosts...),
 		"simulators.json":      victoria.Hosts(simHosts...),
@@ -129,11 +119,33 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	}); err != nil {
 		return err
 	}
-	fmt.Fprintf(out, "starting VictoriaMetrics (scraping %d shard(s) as %d slice(s) each) and vmalert...\n", c.Shards, slices)
+	fmt.Fprintf(out, "starting VictoriaMetrics (scraping %d shard(s) as %d slice(s) each)...\n", c.Shards, slices)
 	if _, err := st.Start(ctx, "victoria-metrics", stack.Victoria{Addr: c.addr(portVM), DataDir: filepath.Join(vdir, "data"),
-		ScrapeConfig: filepath.Join(vdir, "scrape.yml"), MaxUniqueTimeseries: 3_000_000}); err != nil {
+		ScrapeConfig: filepath.Join(vdir, "scrape.yml"), MaxUniqueTimeseries: 3_000_000,
+		// A query running when the stop comes may take up to
+		// -search.maxQueryDuration (30s); let it end rather than exit 255.
+		Extra: []string{"-http.maxGracefulShutdownDuration=35s"}}); err != nil {
 		return err
 	}
+	stateDir := filepath.Join(c.DataDir, "exporters")
+	if err := os.MkdirAll(stateDir, 0o755); err != nil {
+		return err
+	}
+	for i := range c.Shards {
+		if _, err := st.Start(ctx, fmt.Sprintf("exporter-%d", i), stack.Exporter{Addr: expHosts[i], Upstreams: upstreams,
+			PKs: pks, Shard: pkrange.Shard{Index: i, Count: c.Shards},
+			PollInterval: c.PollInterval, PollTimeout: min(5*time.Second, c.PollInterval/2),
+			SuspiciousPeriod: c.SuspiciousPeriod, SuspiciousOff: c.SuspiciousPeriod == 0,
+			// Verdicts and the check schedule survive a restart of the stack.
+			StateDir: stateDir}); err != nil {
+			return err
+		}
+	}
+	if _, err := st.Start(ctx, "rankd", stack.Rankd{Addr: c.addr(portRankd), Exporters: exps,
+		Refresh: min(5*time.Second, c.PollInterval)}); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "starting vmalert...\n")
 	rules, _ := filepath.Glob(filepath.Join(c.VictoriaDir, "rules", "*.yml"))
 	if len(rules) == 0 {
 		return fmt.Errorf("no rule files in %s/rules; run from the repository root or set --victoria.dir", c.VictoriaDir)
@@ -221,19 +233,28 @@ func supervise(ctx context.Context, c *cli, out io.Writer, comps []*stack.Proc, 
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	sr := &statusReader{exps: exps, client: &http.Client{Timeout: 2 * time.Second}}
-	firstDone := false
+	firstDone, resumedSaid := false, false
 	lastStatus := time.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			fmt.Fprintf(out, "\nstopping...\n")
+			fmt.Fprintf(out, "\nstopping: vmalert and rankd, then the exporters once VictoriaMetrics has scraped their last samples (up to 30s), then VictoriaMetrics...\n")
 			return nil
 		case comp := <-died:
 			return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", comp.Name, comp.Err(), comp.LogPath, comp.Tail(20))
 		case <-tick.C:
 			s := sr.read()
+			if !firstDone && s.resumed > 0 && !resumedSaid {
+				resumedSaid = true
+				fmt.Fprintf(out, "the exporters resumed %.0f influencers' samples and verdicts from their state files (%s); they are served while the first cycle polls anew\n",
+					s.resumed, filepath.Join(c.DataDir, "exporters"))
+			}
 			if !firstDone {
-				fmt.Fprintf(out, "\rfirst cycle: %5.1f%% of %d influencers polled, %6.0f polls/s   ", 100*s.polledRatio, c.PKCount, s.pollsPerSec)
+				what, ratio := "first cycle", s.polledRatio
+				if s.resumed > 0 {
+					what, ratio = "first cycle since the restart", s.cyclePolled
+				}
+				fmt.Fprintf(out, "\r%s: %5.1f%% of %d influencers polled, %6.0f polls/s   ", what, 100*ratio, c.PKCount, s.pollsPerSec)
 				if s.cycles >= float64(len(exps)) {
 					firstDone = true
 					fmt.Fprintf(out, "\nfirst cycle done; a status line every %s (Ctrl-C stops everything)\n", c.StatusEvery)
@@ -249,6 +270,11 @@ func supervise(ctx context.Context, c *cli, out io.Writer, comps []*stack.Proc, 
 
 type snapshot struct {
 	polledRatio, coverage, pollsPerSec, errPerSec, oldest, cycles float64
+	// cyclePolled is the current cycle's progress: after a restart from
+	// state every influencer already has a sample, so polledRatio says
+	// nothing about this run.
+	cyclePolled float64
+	resumed     float64 // influencers resumed from state files
 }
 
 // statusReader sums the exporters' telemetry; rates come from the previous
@@ -262,7 +288,7 @@ type statusReader struct {
 
 func (r *statusReader) read() snapshot {
 	var s snapshot
-	var owned, polled, fresh, polls, success float64
+	var owned, polled, fresh, polls, success, progress float64
 	for _, u := range r.exps {
 		f, err := promtext.Fetch(r.client, u+"/telemetry")
 		if err != nil {
@@ -272,13 +298,15 @@ func (r *statusReader) read() snapshot {
 		polled += f.Sum("mockstagram_exporter_polled_influencers")
 		fresh += f.Sum("mockstagram_exporter_fresh_influencers")
 		s.cycles += min(f.Sum("mockstagram_exporter_cycles_total"), 1)
+		s.resumed += f.Sum("mockstagram_exporter_state_resumed_influencers")
+		progress += f.Sum("mockstagram_exporter_cycle_progress_ratio") * f.Sum("mockstagram_exporter_owned_influencers")
 		s.oldest = max(s.oldest, f.Sum("mockstagram_exporter_oldest_sample_age_seconds"))
 		polls += f.Sum("mockstagram_exporter_polls_total")
 		success += f.Sum("mockstagram_exporter_polls_total", "outcome", "success")
 	}
 	errs := polls - success
 	if owned > 0 {
-		s.polledRatio, s.coverage = polled/owned, fresh/owned
+		s.polledRatio, s.coverage, s.cyclePolled = polled/owned, fresh/owned, progress/owned
 	}
 	now := time.Now()
 	if !r.at.IsZero() {

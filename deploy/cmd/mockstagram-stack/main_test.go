@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	neturl "net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/stack"
+	"github.com/mockstagram-exporter/mockstagram-exporter/simulator/simtest"
 	"github.com/mockstagram-exporter/mockstagram-exporter/victoria/vmtest"
 )
 
@@ -182,8 +186,8 @@ func TestStackRunsAndStops(t *testing.T) {
 		if err != nil {
 			t.Fatalf("stop: %v", err)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("launcher did not stop within 30s")
+	case <-time.After(90 * time.Second):
+		t.Fatal("launcher did not stop within 90s")
 	}
 	for _, u := range append(ep.Exporters, ep.Simulator, ep.VictoriaMetrics, ep.VMAlert, ep.Rankd) {
 		if _, err := http.Get(u + "/-/healthy"); err == nil {
@@ -195,6 +199,88 @@ func TestStackRunsAndStops(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(data, "exporters", fmt.Sprintf("exporter-1000000-1001999-shard-%d-of-2.state", i))); err != nil {
 			t.Fatalf("no state file of shard %d after the stop: %v", i, err)
 		}
+	}
+}
+
+// runUntil runs the launcher until its output holds every one of want and
+// VictoriaMetrics holds a sample of every influencer, then stops it (as
+// Ctrl-C does) and waits for the stop; it returns the output.
+func runUntil(t *testing.T, c *cli, want ...string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out proc.Buffer
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, c, &out) }()
+	deadline := time.After(90 * time.Second)
+	stored := func() bool {
+		resp, err := http.Get(c.url(portVM) + "/api/v1/query?query=count(mockstagram_influencer_followers)")
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return strings.Contains(string(body), fmt.Sprintf(`"%d"]`, c.PKCount))
+	}
+	for i := 0; i <= len(want); i++ {
+		for (i < len(want) && !strings.Contains(out.String(), want[i])) || (i == len(want) && !stored()) {
+			select {
+			case err := <-done:
+				t.Fatalf("launcher stopped early: %v\n%s", err, out.String())
+			case <-deadline:
+				t.Fatalf("not ready to stop within 90s (waiting for %v, then every influencer in VictoriaMetrics):\n%s", want, out.String())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("stop: %v\n%s", err, out.String())
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatalf("launcher did not stop within 90s:\n%s", out.String())
+	}
+	return out.String()
+}
+
+// TestRestartLosesNoSample: the stack is stopped and started again on the
+// same data; VictoriaMetrics then holds exactly one sample per request the
+// upstream served (every poll, none failed), across both runs: the stop
+// waited for the exporters' final scrape, and the restart served the
+// resumed samples before polling over them.
+func TestRestartLosesNoSample(t *testing.T) {
+	bin := buildBinaries(t)
+	sim, url := simtest.Start(t, simtest.Config(pkrange.DefaultMin, pkrange.DefaultMin+199, true))
+	data := t.TempDir()
+	c := &cli{BinDir: bin, DataDir: data, MockstagramURL: []string{url}, PKCount: 200, Shards: 2,
+		PollInterval: 4 * time.Second, PortsBase: freeBlock(t, 12), StatusEvery: time.Second, VictoriaDir: victoriaDir}
+	runUntil(t, c, "first cycle done")
+	first := sim.Requests()
+	out := runUntil(t, c, "resumed 200 influencers", "first cycle done")
+	if !strings.Contains(out, "first cycle since the restart") {
+		t.Fatalf("the restarted launcher did not say it resumed:\n%s", out)
+	}
+	polls := sim.Requests()
+	if first == 0 || polls <= first {
+		t.Fatalf("%d requests in the first run, %d in both", first, polls)
+	}
+	// VictoriaMetrics alone on the data both runs left.
+	st := &stack.Stack{BinDir: bin, LogDir: t.TempDir()}
+	t.Cleanup(func() { st.Stop() })
+	vm, err := st.Start(context.Background(), "victoria-metrics", stack.Victoria{DataDir: filepath.Join(data, "victoria", "data"), QueryFresh: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(vm.URL + "/api/v1/query?query=" + neturl.QueryEscape("sum(count_over_time(mockstagram_influencer_followers[1h]))"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := fmt.Sprintf(`"%d"]`, polls); !strings.Contains(string(body), want) {
+		t.Fatalf("VictoriaMetrics holds %s follower samples; the upstream served %d polls (%d before the restart)", body, polls, first)
 	}
 }
 
