@@ -204,7 +204,7 @@ func TestRunServesAndStops(t *testing.T) {
 	var stderr bytes.Buffer
 	go func() {
 		done <- run(ctx, []string{"--mockstagram.url=" + url, "--pk.max=1000099", "--poll.interval=1s", "--poll.timeout=500ms",
-			"--web.listen-address=" + addr, "--log.level=warn"}, io.Discard, &stderr)
+			"--web.listen-address=" + addr, "--log.level=info"}, io.Discard, &stderr)
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -226,13 +226,33 @@ func TestRunServesAndStops(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	// SIGTERM: it was scraped, so it serves until a scrape after the last
+	// poll has taken everything, then exits (--shutdown.scrape-wait).
 	cancel()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Fatalf("exit %d after SIGTERM; stderr:\n%s", code, stderr.String())
+	stop := time.After(15 * time.Second)
+	for scrapes := 0; ; {
+		select {
+		case code := <-done:
+			if code != 0 {
+				t.Fatalf("exit %d after SIGTERM; stderr:\n%s", code, stderr.String())
+			}
+			if scrapes == 0 {
+				t.Fatal("exited without waiting for a final scrape")
+			}
+			if !strings.Contains(stderr.String(), "final scrape done") {
+				t.Fatalf("no final scrape logged; stderr:\n%s", stderr.String())
+			}
+			return
+		case <-stop:
+			t.Fatalf("exporter did not stop within 15s of SIGTERM and %d scrapes; stderr:\n%s", scrapes, stderr.String())
+		case <-time.After(200 * time.Millisecond):
 		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("exporter did not stop within 15s of SIGTERM")
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err != nil {
+			continue // gone: the exit is on its way
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		scrapes++
 	}
 }

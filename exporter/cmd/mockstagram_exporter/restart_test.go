@@ -132,7 +132,8 @@ func TestRestartResumes(t *testing.T) {
 	sim, url := simtest.Start(t, simtest.Config(1000000, 1000299, false))
 	dir := t.TempDir()
 	args := []string{"--mockstagram.url=" + url, "--pk.max=1000299", "--poll.interval=1s", "--poll.timeout=500ms",
-		"--suspicious.period=20s", "--suspicious.retry-backoff=100ms", "--state.dir=" + dir}
+		"--suspicious.period=20s", "--suspicious.retry-backoff=100ms", "--state.dir=" + dir,
+		"--shutdown.scrape-wait=0"} // these tests are about the state file
 	a := startChild(t, args...)
 	time.Sleep(5 * time.Second) // about 60 verdicts: one every 67 ms after the first second
 	a.stop(t, syscall.SIGTERM)
@@ -182,7 +183,8 @@ func TestKillNineLeavesLoadableState(t *testing.T) {
 	_, url := simtest.Start(t, simtest.Config(1000000, 1049999, false))
 	dir := t.TempDir()
 	args := []string{"--mockstagram.url=" + url, "--pk.max=1049999", "--poll.interval=2s", "--poll.timeout=1s",
-		"--suspicious.period=10s", "--state.dir=" + dir, "--state.interval=1s", "--log.level=debug"}
+		"--suspicious.period=10s", "--state.dir=" + dir, "--state.interval=1s", "--log.level=debug",
+		"--shutdown.scrape-wait=0"}
 	c := startChild(t, args...)
 	time.Sleep(2500 * time.Millisecond)
 	for i := range 5 {
