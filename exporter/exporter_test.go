@@ -73,6 +73,7 @@ func (s *shard) waitCycles(t *testing.T, n int64) exporter.CycleReport {
 func (s *shard) scrape(t *testing.T, path string, gzip bool) map[string]*dto.MetricFamily {
 	t.Helper()
 	req, _ := http.NewRequest("GET", s.URL+path, nil)
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "25") // as a scraper does
 	if !gzip {
 		req.Header.Set("Accept-Encoding", "identity")
 	} // else Go's transport asks for gzip and decodes it transparently

@@ -12,7 +12,10 @@ import (
 // before any scrape sees it. So on a graceful stop the exporter stops
 // polling, then keeps serving until every /metrics target it serves has
 // been scraped whole once more (WaitFinalScrape); a restart then loses no
-// sample. Targets are the whole exposition and each ?slice=k&slices=n.
+// sample. Targets are the whole exposition and each ?slice=k&slices=n, as
+// scraped by a scraper (a request with Prometheus' scrape-timeout header,
+// which VictoriaMetrics and vmagent send too): a person's curl is not
+// waited for.
 
 // scrapeLog remembers, per target, when the last scrape served whole
 // started.

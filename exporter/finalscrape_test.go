@@ -63,3 +63,23 @@ func TestWaitFinalScrape(t *testing.T) {
 		}
 	})
 }
+
+// TestACurlIsNotWaitedFor: a GET without the scraper's header (a person
+// looking) does not make the exporter wait for another at shutdown.
+func TestACurlIsNotWaitedFor(t *testing.T) {
+	inBubble(t, func(t *testing.T, n *memnet.Network) {
+		_, url := simtest.StartMem(t, simtest.Config(pkMin, pkMin+9, false), n)
+		s := startShardMem(t, n, testConfig([]string{url}, pkMin+9, pkrange.Shard{Count: 1}))
+		s.waitCycles(t, 1)
+		resp, err := s.Client.Get(s.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		time.Sleep(time.Second)
+		s.StopPolling()
+		if left := s.E.WaitFinalScrape(context.Background(), time.Now(), time.Minute); left != nil {
+			t.Fatalf("waited for %v after a plain GET", left)
+		}
+	})
+}

@@ -96,7 +96,11 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		e.log.Debug("scrape aborted", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	e.scrapes.served(target, start)
+	// Only scrapers are waited for at shutdown: Prometheus, VictoriaMetrics
+	// and vmagent send this header; a person's curl does not.
+	if r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds") != "" {
+		e.scrapes.served(target, start)
+	}
 }
 
 var landingTmpl = template.Must(template.New("landing").Parse(`<!DOCTYPE html>

@@ -208,7 +208,7 @@ func TestRunServesAndStops(t *testing.T) {
 	}()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get("http://" + addr + "/metrics")
+		resp, err := scrape(addr)
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -247,7 +247,7 @@ func TestRunServesAndStops(t *testing.T) {
 			t.Fatalf("exporter did not stop within 15s of SIGTERM and %d scrapes; stderr:\n%s", scrapes, stderr.String())
 		case <-time.After(200 * time.Millisecond):
 		}
-		resp, err := http.Get("http://" + addr + "/metrics")
+		resp, err := scrape(addr)
 		if err != nil {
 			continue // gone: the exit is on its way
 		}
@@ -255,4 +255,12 @@ func TestRunServesAndStops(t *testing.T) {
 		resp.Body.Close()
 		scrapes++
 	}
+}
+
+// scrape GETs /metrics as a scraper does, with Prometheus' scrape-timeout
+// header: the exporter waits for such scrapes at shutdown.
+func scrape(addr string) (*http.Response, error) {
+	req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "10")
+	return http.DefaultClient.Do(req)
 }
