@@ -6,9 +6,13 @@ package cmdline
 
 import (
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/alecthomas/kong"
+
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/logging"
 )
 
 // ErrHelp means kong printed the help: the process should end with status 0.
@@ -49,4 +53,24 @@ func Derived[T comparable](v T, derive func() T) T {
 		return derive()
 	}
 	return v
+}
+
+// Start is the first step of every daemon's run: parse (the binary's own
+// reader of its command line, which sets what log returns), then the
+// logger from its logging flags. A nil logger means run must end at once
+// with code: 0 after --help, 2 for a bad command line, which Start has
+// told stderr, prefixed with name.
+func Start(name string, parse func() error, log func() logging.Flags, stderr io.Writer) (logger *slog.Logger, code int) {
+	err := parse()
+	if errors.Is(err, ErrHelp) {
+		return nil, 0
+	}
+	if err == nil {
+		logger, err = log().New(stderr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", name, err)
+		return nil, 2
+	}
+	return logger, 0
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/alecthomas/kong"
+	"github.com/mockstagram-exporter/mockstagram-exporter/internal/logging"
 )
 
 type testCLI struct {
@@ -60,4 +61,38 @@ func TestDerived(t *testing.T) {
 	if got := Derived(6*time.Second, half); got != 6*time.Second {
 		t.Fatalf("set: %s", got)
 	}
+}
+
+// TestStart: --help ends with 0 and no logger; a bad flag or a bad logging
+// flag ends with 2 and says why on stderr, prefixed with the name; a good
+// command line gives the logger its flags ask for.
+func TestStart(t *testing.T) {
+	type cli struct {
+		Log logging.Flags `embed:""`
+	}
+	f := func(args []string, wantLogger bool, wantCode int, wantStderr string) {
+		t.Helper()
+		var c cli
+		var stdout, stderr bytes.Buffer
+		logger, code := Start("t", func() error {
+			_, err := Parse(&c, "t", "A test.", "T", nil, args, &stdout)
+			return err
+		}, func() logging.Flags { return c.Log }, &stderr)
+		if code != wantCode || (logger != nil) != wantLogger {
+			t.Fatalf("%q: logger %v, code %d; want code %d", args, logger != nil, code, wantCode)
+		}
+		if wantStderr == "" && stderr.Len() != 0 || !strings.Contains(stderr.String(), wantStderr) {
+			t.Fatalf("%q: stderr %q, want %q", args, stderr.String(), wantStderr)
+		}
+		if logger != nil {
+			logger.Info("hello")
+			if !strings.Contains(stderr.String(), "msg=hello") {
+				t.Fatalf("%q: the logger does not write logfmt to stderr: %q", args, stderr.String())
+			}
+		}
+	}
+	f(nil, true, 0, "")
+	f([]string{"--help"}, false, 0, "")
+	f([]string{"--nope"}, false, 2, "t: unknown flag --nope")
+	f([]string{"--log.level=loud"}, false, 2, "t: --log.level must be one of")
 }

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -162,18 +161,11 @@ func makeStateDir(dir string) error {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c, err := parse(args, stdout)
-	if errors.Is(err, cmdline.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "mockstagram_exporter: %v\n", err)
-		return 2
-	}
-	log, err := c.Log.New(stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "mockstagram_exporter: %v\n", err)
-		return 2
+	var c *cli
+	log, code := cmdline.Start("mockstagram_exporter", func() (err error) { c, err = parse(args, stdout); return err },
+		func() logging.Flags { return c.Log }, stderr)
+	if log == nil {
+		return code
 	}
 	cfg, err := c.config()
 	if err != nil {

@@ -6,7 +6,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -77,18 +76,11 @@ func (c *cli) sources() ([]string, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c, err := parse(args, stdout)
-	if errors.Is(err, cmdline.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "rankd: %v\n", err)
-		return 2
-	}
-	log, err := c.Log.New(stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "rankd: %v\n", err)
-		return 2
+	var c *cli
+	log, code := cmdline.Start("rankd", func() (err error) { c, err = parse(args, stdout); return err },
+		func() logging.Flags { return c.Log }, stderr)
+	if log == nil {
+		return code
 	}
 	urls, err := c.sources()
 	if err != nil {

@@ -113,18 +113,11 @@ func parse(args []string, stdout io.Writer) (cli, error) {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	c, err := parse(args, stdout)
-	if errors.Is(err, cmdline.ErrHelp) {
-		return 0
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "mockstagram-sim: %v\n", err)
-		return 2
-	}
-	logger, err := c.Log.New(stderr)
-	if err != nil {
-		fmt.Fprintf(stderr, "mockstagram-sim: %v\n", err)
-		return 2
+	var c cli
+	logger, code := cmdline.Start("mockstagram-sim", func() (err error) { c, err = parse(args, stdout); return err },
+		func() logging.Flags { return c.Log }, stderr)
+	if logger == nil {
+		return code
 	}
 	if err := serve(ctx, &c, logger); err != nil {
 		logger.Error("mockstagram-sim failed", "err", err)
