@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/prometheus/common/model"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -95,14 +94,17 @@ func capScrapeInterval(src []byte, max time.Duration) ([]byte, error) {
 	}
 	get := func(key string) time.Duration {
 		if n := mapValue(global, key); n != nil {
-			if d, err := model.ParseDuration(n.Value); err == nil {
-				return time.Duration(d)
+			if d, err := time.ParseDuration(n.Value); err == nil {
+				return d
 			}
 		}
-		return 0
+		return 0 // absent, or a form Go does not read ("1d"): set anew
 	}
 	set := func(key string, d time.Duration) {
-		v := model.Duration(d).String()
+		v := strconv.FormatInt(d.Milliseconds(), 10) + "ms" // read alike by Prometheus and VictoriaMetrics
+		if d%time.Second == 0 {
+			v = strconv.FormatInt(int64(d/time.Second), 10) + "s"
+		}
 		if n := mapValue(global, key); n != nil {
 			n.Value = v
 			return

@@ -49,6 +49,7 @@ func TestWriteScrapeConfigCapsTheInterval(t *testing.T) {
 	f(0, "30s", "25s")              // as checked in
 	f(30*time.Second, "30s", "25s") // the default poll interval's half
 	f(time.Minute, "30s", "25s")
-	f(2500*time.Millisecond, "2s500ms", "2s83ms")
+	f(2500*time.Millisecond, "2500ms", "2083ms")
 	f(time.Second, "1s", "833ms")
+	f(2*time.Second, "2s", "1666ms")
 }
