@@ -22,6 +22,7 @@ type pending struct {
 	j      job
 	pk     int64
 	sentAt time.Time
+	epoch  uint64 // the upstream limiter's epoch when its token was taken
 }
 
 // runConn polls the jobs routed to upstream u over one keep-alive connection
@@ -37,11 +38,18 @@ type pending struct {
 // When a request fails (timeout, reset, connection closed), the requests
 // queued behind it on the connection were never answered: they are failed
 // as "aborted" and retried like any failure.
-func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
+//
+// Connection k takes jobs only while the upstream's limit keeps k
+// connections busy (limiter.writers); above that it waits, unconnected.
+func (e *Exporter) runConn(u, k int, jobs <-chan job, depth int, quit <-chan struct{}) {
 	up := e.upstreams[u]
+	lim := e.limiters[u]
 	var held *job // a job taken while no connection was up
 	for {
 		if held == nil {
+			if !e.waitTurn(u, k, depth, quit) {
+				return
+			}
 			j, ok := <-jobs
 			if !ok {
 				return
@@ -62,8 +70,8 @@ func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
 			held = nil
 			continue
 		}
-		held = e.serveConn(u, conn, jobs, depth, held)
-		if held == nil {
+		held = e.serveConn(u, k, conn, jobs, depth, held)
+		if held == nil && k < lim.writers(e.depth(u, depth)) {
 			select {
 			case j, ok := <-jobs:
 				if !ok {
@@ -77,6 +85,31 @@ func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
 }
 
 func (e *Exporter) pkOf(idx int32) int64 { return e.store.pks.PK(int(idx)) }
+
+// depth is the pipeline depth to upstream u.
+func (e *Exporter) depth(u, depth int) int {
+	if e.upstreams[u].noPipeline.Load() {
+		return 1
+	}
+	return depth
+}
+
+// waitTurn waits until connection k of upstream u may take jobs; false
+// when polling ends first.
+func (e *Exporter) waitTurn(u, k, depth int, quit <-chan struct{}) bool {
+	lim := e.limiters[u]
+	for {
+		changed := lim.changed()
+		if k < lim.writers(e.depth(u, depth)) {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-quit:
+			return false
+		}
+	}
+}
 
 func (e *Exporter) dial(up *Upstream) (net.Conn, error) {
 	var conn net.Conn
@@ -111,12 +144,15 @@ func (e *Exporter) dial(up *Upstream) (net.Conn, error) {
 // serveConn writes jobs to conn, starting with first (may be nil), until
 // the connection fails, idles out or the jobs channel closes. It returns a
 // job it took but could not send, for the next connection.
-func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, first *job) *job {
+func (e *Exporter) serveConn(u, k int, conn net.Conn, jobs <-chan job, depth int, first *job) *job {
 	up := e.upstreams[u]
 	sched := e.scheds[u]
+	lim := e.limiters[u]
 	// slots holds one token per request on the connection, taken by the
 	// writer before it queues a request and given back by the reader once
 	// the answer is handled: never more than depth requests in flight.
+	// Each request also holds one of the upstream's limiter tokens (its
+	// adaptive in-flight bound over all connections).
 	if up.noPipeline.Load() {
 		depth = 1
 	}
@@ -150,6 +186,10 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 	next := first
 	for {
 		if next == nil {
+			changed := lim.changed()
+			if k >= lim.writers(depth) {
+				return nil // the limit no longer needs this connection
+			}
 			idle.Reset(idleClose)
 			select {
 			case j, ok := <-jobs:
@@ -157,6 +197,8 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 					return nil
 				}
 				next = &j
+			case <-changed:
+				continue
 			case <-failed:
 				return nil
 			case <-idle.C:
@@ -182,12 +224,24 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 					return next
 				}
 			}
+			epoch, ok := lim.tryAcquire()
+			if !ok {
+				// The upstream's limit binds: send what is queued (its
+				// answers free tokens), then wait for a token.
+				if !flush() {
+					return next
+				}
+				if epoch, ok = lim.acquire(failed); !ok {
+					return next
+				}
+			}
 			now := time.Now()
 			if sched.expired(*next, now) {
 				<-slots
+				lim.release(epoch, 0, false)
 				sched.expire(*next, now) // waited too long to still end in time
 			} else {
-				p := pending{j: *next, pk: e.pkOf(next.idx), sentAt: now}
+				p := pending{j: *next, pk: e.pkOf(next.idx), sentAt: now, epoch: epoch}
 				fifo <- p // never blocks: fifo holds as many as slots
 				e.tel.inflight.Inc()
 				buf = up.appendRequest(buf, p.pk)
@@ -215,6 +269,7 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 // once, on another connection, without spending an attempt).
 func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots <-chan struct{}, failed chan<- struct{}) {
 	var p poller
+	lim := e.limiters[u]
 	br := bufio.NewReaderSize(conn, 16<<10)
 	broken := func(end time.Time) {
 		conn.Close()
@@ -222,6 +277,7 @@ func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots 
 		for rest := range fifo {
 			e.tel.inflight.Dec()
 			e.finish(u, rest.j, rest.pk, result{reason: Aborted, err: errAborted}, rest.sentAt, end)
+			lim.release(rest.epoch, 0, false) // never answered: no latency to learn from
 			<-slots
 		}
 	}
@@ -237,12 +293,14 @@ func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots 
 				res.reason = BadJSON
 			}
 			e.finish(u, q.j, q.pk, res, q.sentAt, end)
+			lim.release(q.epoch, end.Sub(q.sentAt), true) // a timeout is the upstream's latency too
 			<-slots
 			broken(end)
 			return
 		}
 		res := p.decode(q.pk, end.UnixMilli())
 		e.finish(u, q.j, q.pk, res, q.sentAt, end)
+		lim.release(q.epoch, end.Sub(q.sentAt), true)
 		<-slots
 		// An answer for another pk on a pipelined connection may mean the
 		// answers are out of step (a stray response): start afresh.

@@ -42,6 +42,8 @@ type cli struct {
 	PollRetryBackoff time.Duration `name:"poll.retry-backoff" default:"1s" help:"Delay before the first retry; doubles with each attempt."`
 	CoverageMaxAge   time.Duration `name:"coverage.max-age" default:"0s" help:"A sample younger than this counts as fresh in the coverage metrics; 0 means poll.interval + poll.timeout."`
 
+	PollAdaptiveConcurrency bool `name:"poll.adaptive-concurrency" default:"true" negatable:"" help:"Find each upstream's in-flight limit at run time from its latency, between 4 and poll.concurrency (then a ceiling): an upstream slower than the schedule is polled at its capacity with a short queue. --no-poll.adaptive-concurrency keeps poll.concurrency in flight whatever the latency."`
+
 	SuspiciousEnabled      bool          `name:"suspicious.enabled" default:"true" negatable:"" help:"Ask Mockstagram's classifier for every owned pk's suspicious verdict once per suspicious.period."`
 	SuspiciousPeriod       time.Duration `name:"suspicious.period" default:"24h" help:"Every owned pk is checked once per period, spread evenly over it. The first pass after a cold start takes one whole period; shorten it for a faster first pass (owned pks / period = checks/s)."`
 	SuspiciousConcurrency  int           `name:"suspicious.concurrency" default:"256" help:"Classifier calls in flight at most, on connections of their own. Needs about checks/s x classifier latency."`
@@ -128,6 +130,7 @@ func (c *cli) config() (exporter.Config, error) {
 		StateDir:      c.StateDir,
 		StateInterval: c.StateInterval,
 	}
+	cfg.FixedConcurrency = !c.PollAdaptiveConcurrency
 	return cfg, cfg.Validate()
 }
 
