@@ -43,6 +43,10 @@ const (
 	// capacity estimate (an exponential average): at the knee while the
 	// upstream is saturated, what it was asked for otherwise.
 	limitCapacityWeight = 0.2
+	// limitPerConn is how many of the limit's requests one connection
+	// carries at most while the limit keeps fewer connections busy than
+	// --poll.concurrency / --poll.pipeline.
+	limitPerConn = 4
 )
 
 // limiter bounds the polls in flight to one upstream, and finds the bound
@@ -144,14 +148,19 @@ func (l *limiter) room() int {
 	return l.steadyLocked()
 }
 
-// writers is how many connections of depth requests each the limit keeps
-// busy, plus one: the others close, so that a low limit does not spread a
-// few requests over many connections (each a system call per request, and
-// a job held back per connection).
+// writers is how many connections the limit keeps busy, at most
+// limitPerConn requests each (or depth, if less), plus one; the others
+// close, so that a low limit does not spread a few requests over many
+// connections (each a system call per request, and a job held back per
+// connection). Not fewer: many HTTP/1.1 servers (fasthttp, Go's, the
+// simulator) read a connection's pipelined requests one after the other,
+// so only requests on different connections queue at the upstream at
+// once, and a queue of one or two runs dry at every late wake-up.
 func (l *limiter) writers(depth int) int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return (l.steadyLocked()+depth-1)/depth + 1
+	per := min(depth, limitPerConn)
+	return (l.steadyLocked()+per-1)/per + 1
 }
 
 func (l *limiter) floor() float64 { return float64(min(limitFloor, l.ceiling)) }
