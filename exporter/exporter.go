@@ -195,6 +195,9 @@ func New(cfg Config) (*Exporter, error) {
 		e.classifier = newClassifier(cfg.Suspicious, classifierDeps{
 			store:        e.store,
 			upstream:     func(pk int64) *Upstream { return e.upstreams[e.upstreamFor(pk)] },
+			urls:         cfg.URLs,
+			upstreamOf:   e.upstreamFor,
+			saturated:    func(u int) bool { return e.limiters[u].status().Saturated },
 			pollInterval: cfg.Interval,
 			tlsConfig:    cfg.TLSConfig,
 			dial:         cfg.Dial,

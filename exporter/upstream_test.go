@@ -1,9 +1,16 @@
 package exporter_test
 
 import (
+	"bytes"
+	"encoding/json"
 	"io"
+	"log"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -198,6 +205,98 @@ func TestSaturatedUpstreamBesideFastOne(t *testing.T) {
 		}
 		if fastPKs < 1500 || stale > 0 {
 			t.Fatalf("%d of the fast upstream's %d pks not polled in the last two cycles", stale, fastPKs)
+		}
+	})
+}
+
+// resetFirstCall serves "reset:80" on n: the first classifier call of each
+// pk has its connection closed unanswered, like a saturated upstream or one
+// closing a reused keep-alive connection; everything else goes to upstream.
+func resetFirstCall(t *testing.T, n *memnet.Network, upstream string) string {
+	t.Helper()
+	u, _ := url.Parse(upstream)
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	tr := &http.Transport{DialContext: n.Dial}
+	proxy.Transport = tr
+	proxy.ErrorLog = log.New(io.Discard, "", 0)
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/is_suspicious") {
+			body, _ := io.ReadAll(r.Body)
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			var posted struct{ PK int64 }
+			json.Unmarshal(body, &posted)
+			mu.Lock()
+			first := !seen[posted.PK]
+			seen[posted.PK] = true
+			mu.Unlock()
+			if first {
+				conn, _, err := http.NewResponseController(w).Hijack()
+				if err == nil {
+					conn.Close()
+				}
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	})}
+	ln, err := n.Listen("reset:80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close(); tr.CloseIdleConnections() })
+	return "http://reset:80"
+}
+
+// TestSuspiciousResetIsCountedAsReset: a classifier call whose connection
+// is closed unanswered counts as reset, not connect; the retry that fixes
+// it is counted as recovered, and every pk still gets its verdict.
+func TestSuspiciousResetIsCountedAsReset(t *testing.T) {
+	inBubble(t, func(t *testing.T, n *memnet.Network) {
+		const max = pkMin + 19
+		_, simURL := simtest.StartMem(t, simtest.Config(pkMin, max, false), n)
+		url := resetFirstCall(t, n, simURL)
+		s := startShardMem(t, n, suspiciousConfig(url, max, 2*time.Second, 8))
+		s.WaitVerdicts(t)
+		time.Sleep(time.Second)
+		tel := s.scrape(t, "/telemetry", false)
+		reset := gaugeValue(tel, "mockstagram_exporter_suspicious_checks_total", "outcome", "reset")
+		connect := gaugeValue(tel, "mockstagram_exporter_suspicious_checks_total", "outcome", "connect")
+		recovered := gaugeValue(tel, "mockstagram_exporter_suspicious_checks_recovered_total")
+		if reset < 20 || connect != 0 || recovered < 20 {
+			t.Fatalf("reset %v, connect %v, recovered %v: want every pk's first call reset and recovered", reset, connect, recovered)
+		}
+	})
+}
+
+// TestSuspiciousBacksOffASaturatedUpstream: while polls find the upstream
+// saturated and classifier calls to it fail, the classifier's bound for it
+// drops; once the upstream keeps up again the bound returns to
+// --suspicious.concurrency. Verdicts keep coming throughout.
+func TestSuspiciousBacksOffASaturatedUpstream(t *testing.T) {
+	inBubble(t, func(t *testing.T, n *memnet.Network) {
+		const max = pkMin + 1999
+		cfg := simtest.Config(pkMin, max, false)
+		cfg.Capacity = 500
+		cfg.Faults.SuspiciousErrorRatio = 0.5
+		sim, url := simtest.StartMem(t, cfg, n)
+		ecfg := suspiciousConfig(url, max, 4*time.Second, 64)
+		ecfg.Concurrency, ecfg.Pipeline, ecfg.Timeout = 512, 8, 100*time.Millisecond
+		s := startShardMem(t, n, ecfg)
+		s.waitCycles(t, 8)
+		tel := s.scrape(t, "/telemetry", false)
+		limit := gaugeValue(tel, "mockstagram_exporter_suspicious_concurrency_limit", "upstream", url)
+		verdicts := gaugeValue(tel, "mockstagram_exporter_suspicious_verdicts")
+		if gaugeValue(tel, "mockstagram_exporter_upstream_saturated", "upstream", url) != 1 || limit > 16 || verdicts == 0 {
+			t.Fatalf("saturated upstream, half the classifier calls failing: classifier bound %v of 64, %v verdicts", limit, verdicts)
+		}
+		sim.SetCapacity(0)
+		r := s.waitCycles(t, 14)
+		tel = s.scrape(t, "/telemetry", false)
+		if limit := gaugeValue(tel, "mockstagram_exporter_suspicious_concurrency_limit", "upstream", url); limit != 64 || r.Coverage() != 1 {
+			t.Fatalf("after the capacity returned: classifier bound %v, want 64; last cycle %+v", limit, r)
 		}
 	})
 }
