@@ -192,6 +192,7 @@ func (c *classifier) gateDone(u, outcome int) {
 			g.limit = math.Min(float64(g.ceiling), g.limit*2)
 		}
 	}
+	g.notifyLocked()
 	g.grantLocked()
 }
 

@@ -206,7 +206,7 @@ func TestLimiterFixed(t *testing.T) {
 		l := newLimiter(64, true, 2000, time.Now)
 		defer startLoad(l, u, 2000, 1024)()
 		time.Sleep(10 * time.Second)
-		if st := l.status(); st.Limit != 64 || !st.Saturated || st.InFlight != 64 {
+		if st := l.status(); st.Limit != 64 || !st.Saturated || st.InFlight < 64-limitGrantBatch {
 			t.Fatalf("fixed limiter: %+v", st)
 		}
 	})
@@ -217,11 +217,10 @@ func TestLimiterFixed(t *testing.T) {
 // its token on.
 func TestLimiterAcquireFIFOAndStop(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		l := newLimiter(2, true, 0, time.Now)
-		e1, ok1 := l.tryAcquire()
-		_, ok2 := l.tryAcquire()
-		if _, ok3 := l.tryAcquire(); !ok1 || !ok2 || ok3 {
-			t.Fatalf("tryAcquire at limit 2: %v %v %v", ok1, ok2, ok3)
+		l := newLimiter(1, true, 0, time.Now)
+		e1, ok1 := l.tryAcquire(false)
+		if _, ok2 := l.tryAcquire(false); !ok1 || ok2 {
+			t.Fatalf("tryAcquire at limit 1: %v %v", ok1, ok2)
 		}
 		var order []int
 		var mu sync.Mutex
@@ -245,17 +244,60 @@ func TestLimiterAcquireFIFOAndStop(t *testing.T) {
 		}
 		close(stop)
 		synctest.Wait()
-		l.release(e1, time.Millisecond, true)
-		synctest.Wait()
-		l.release(e1, time.Millisecond, true)
-		synctest.Wait()
-		l.release(e1, time.Millisecond, true)
+		for range 3 {
+			l.release(e1, time.Millisecond, true)
+			synctest.Wait()
+		}
 		wg.Wait()
 		if len(order) != 3 || order[0] != 0 || order[1] != 1 || order[2] != 2 {
 			t.Fatalf("tokens went to %v, want [0 1 2]", order)
 		}
-		if st := l.status(); st.InFlight != 2 {
-			t.Fatalf("in flight %d, want 2", st.InFlight)
+		if st := l.status(); st.InFlight != 1 {
+			t.Fatalf("in flight %d, want 1", st.InFlight)
 		}
+	})
+}
+
+// TestLimiterGrantsBatches: a waiter is woken once limitGrantBatch tokens
+// are free, and takes the rest of its batch ahead of later waiters.
+func TestLimiterGrantsBatches(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		l := newLimiter(8, true, 0, time.Now)
+		for range 8 {
+			if _, ok := l.tryAcquire(false); !ok {
+				t.Fatal("a free token refused")
+			}
+		}
+		woken := make(chan int, 2)
+		for i := range 2 {
+			go func() {
+				l.acquire(nil)
+				woken <- i
+			}()
+			synctest.Wait()
+		}
+		for k := 1; k < limitGrantBatch; k++ {
+			l.release(0, 0, false)
+			synctest.Wait()
+			if len(woken) != 0 {
+				t.Fatalf("a waiter woken with %d tokens free, want %d", k, limitGrantBatch)
+			}
+		}
+		l.release(0, 0, false)
+		if first := <-woken; first != 0 {
+			t.Fatalf("waiter %d woken first", first)
+		}
+		for k := 1; k < limitGrantBatch; k++ {
+			if _, ok := l.tryAcquire(false); ok {
+				t.Fatal("a token taken ahead of a waiter")
+			}
+			if _, ok := l.tryAcquire(true); !ok {
+				t.Fatalf("the woken writer could not take token %d of its batch", k+1)
+			}
+		}
+		for range limitGrantBatch {
+			l.release(0, 0, false)
+		}
+		<-woken
 	})
 }

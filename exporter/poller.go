@@ -158,11 +158,12 @@ func (e *Exporter) serveConn(u, k int, conn net.Conn, jobs <-chan job, depth int
 	}
 	slots := make(chan struct{}, depth)
 	fifo := make(chan pending, depth)
-	failed := make(chan struct{}) // closed by the reader when the connection broke
+	failed := make(chan struct{})      // closed by the reader when the connection broke
+	answered := make(chan struct{}, 1) // signalled by the reader after each answer
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		e.readAnswers(u, conn, fifo, slots, failed)
+		e.readAnswers(u, conn, fifo, slots, failed, answered)
 	}()
 	// However the writer stops, the reader answers or fails what is queued,
 	// then the connection closes.
@@ -184,6 +185,7 @@ func (e *Exporter) serveConn(u, k int, conn net.Conn, jobs <-chan job, depth int
 	idle := time.NewTimer(idleClose)
 	defer idle.Stop()
 	next := first
+	batch := 0 // tokens of a granted batch still to take
 	for {
 		if next == nil {
 			changed := lim.changed()
@@ -210,7 +212,19 @@ func (e *Exporter) serveConn(u, k int, conn net.Conn, jobs <-chan job, depth int
 		}
 		// Queue as many jobs as are waiting, up to the pipeline depth, then
 		// write them in one go.
+		share := lim.perConn(depth) // at most this connection's share of the upstream's limit
 		for next != nil {
+			for len(slots) >= share {
+				if !flush() {
+					return next
+				}
+				select {
+				case <-answered:
+				case <-failed:
+					return next
+				}
+				share = lim.perConn(depth)
+			}
 			select {
 			case slots <- struct{}{}:
 			default:
@@ -224,16 +238,20 @@ func (e *Exporter) serveConn(u, k int, conn net.Conn, jobs <-chan job, depth int
 					return next
 				}
 			}
-			epoch, ok := lim.tryAcquire()
+			epoch, ok := lim.tryAcquire(batch > 0)
+			if ok && batch > 0 {
+				batch--
+			}
 			if !ok {
 				// The upstream's limit binds: send what is queued (its
-				// answers free tokens), then wait for a token.
+				// answers free tokens), then wait for a batch of tokens.
 				if !flush() {
 					return next
 				}
 				if epoch, ok = lim.acquire(failed); !ok {
 					return next
 				}
+				batch = lim.grantBatch() - 1
 			}
 			now := time.Now()
 			if sched.expired(*next, now) {
@@ -257,6 +275,7 @@ func (e *Exporter) serveConn(u, k int, conn net.Conn, jobs <-chan job, depth int
 			default:
 			}
 		}
+		batch = 0
 		if !flush() {
 			return nil
 		}
@@ -267,7 +286,7 @@ func (e *Exporter) serveConn(u, k int, conn net.Conn, jobs <-chan job, depth int
 // failed read it fails the request at the head, closes the connection and
 // fails every request queued behind it as aborted (they are sent again at
 // once, on another connection, without spending an attempt).
-func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots <-chan struct{}, failed chan<- struct{}) {
+func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots <-chan struct{}, failed, answered chan<- struct{}) {
 	var p poller
 	lim := e.limiters[u]
 	br := bufio.NewReaderSize(conn, 16<<10)
@@ -302,6 +321,10 @@ func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots 
 		e.finish(u, q.j, q.pk, res, q.sentAt, end)
 		lim.release(q.epoch, end.Sub(q.sentAt), true)
 		<-slots
+		select {
+		case answered <- struct{}{}:
+		default:
+		}
 		// An answer for another pk on a pipelined connection may mean the
 		// answers are out of step (a stray response): start afresh.
 		if p.resp.ConnectionClose() {

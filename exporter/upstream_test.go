@@ -149,7 +149,7 @@ func TestSaturationRecovers(t *testing.T) {
 		cfg.Capacity = 500
 		sim, url := simtest.StartMem(t, cfg, n)
 		ecfg := testConfig([]string{url}, max, pkrange.Shard{Count: 1})
-		ecfg.Concurrency, ecfg.Pipeline = 512, 8
+		ecfg.Concurrency, ecfg.Pipeline, ecfg.Timeout = 512, 8, 100*time.Millisecond
 		s := startShardMem(t, n, ecfg)
 		r := s.waitCycles(t, 5)
 		if r.Coverage() > 0.3 {
@@ -179,7 +179,7 @@ func TestSaturatedUpstreamBesideFastOne(t *testing.T) {
 		slow, slowURL := simtest.StartMem(t, slowCfg, n)
 		fast, fastURL := simtest.StartMem(t, simtest.Config(pkMin, max, true), n)
 		ecfg := testConfig([]string{slowURL, fastURL}, max, pkrange.Shard{Count: 1})
-		ecfg.Concurrency, ecfg.Pipeline = 512, 8
+		ecfg.Concurrency, ecfg.Pipeline, ecfg.Timeout = 512, 8, 100*time.Millisecond // see TestSaturatedUpstream
 		s := startShardMem(t, n, ecfg)
 		s.waitCycles(t, 6)
 		start := time.Now()
@@ -188,6 +188,9 @@ func TestSaturatedUpstreamBesideFastOne(t *testing.T) {
 		if a, b := gaugeValue(tel, "mockstagram_exporter_upstream_saturated", "upstream", slowURL),
 			gaugeValue(tel, "mockstagram_exporter_upstream_saturated", "upstream", fastURL); a != 1 || b != 0 {
 			t.Fatalf("saturated: slow %v, fast %v", a, b)
+		}
+		if v := gaugeValue(tel, "mockstagram_exporter_polls_expired_total"); v != 0 {
+			t.Errorf("%v polls expired", v)
 		}
 		fastPKs, stale := 0, 0
 		followers := byPK(t, s.scrape(t, "/metrics", false)["mockstagram_influencer_followers"])
