@@ -121,6 +121,16 @@ func TestLimiterFindsTheKnee(t *testing.T) {
 		defer startLoad(l, u, 2000, 1024)()
 		check := func(capacity float64, settle time.Duration) {
 			t.Helper()
+			// The knee is found when the capacity estimate is within 10%
+			// and the upstream is reported saturated: under 30 s.
+			start := time.Now()
+			for st := l.status(); math.Abs(st.Capacity-capacity) > 0.1*capacity || !st.Saturated; st = l.status() {
+				if time.Since(start) > 30*time.Second {
+					t.Fatalf("capacity %v: knee not found within 30 s: %+v", capacity, st)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			t.Logf("capacity %v: knee found in %v", capacity, time.Since(start))
 			time.Sleep(settle)
 			x := meanOver(u, 5*time.Second)
 			st := l.status()
@@ -141,11 +151,11 @@ func TestLimiterFindsTheKnee(t *testing.T) {
 				t.Errorf("not reported saturated at %v/s against a demand of 2000/s", capacity)
 			}
 		}
-		check(500, 10*time.Second)
+		check(500, 5*time.Second)
 		u.setCapacity(250)
-		check(250, 10*time.Second)
+		check(250, 5*time.Second)
 		u.setCapacity(1000)
-		check(1000, 10*time.Second)
+		check(1000, 5*time.Second)
 	})
 }
 
