@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"strconv"
@@ -67,6 +68,7 @@ func (c *SuspiciousConfig) Validate() error {
 const (
 	checkOK = iota
 	checkTimeout
+	checkReset
 	checkConnect
 	checkHTTP5xx
 	checkHTTP4xx
@@ -77,7 +79,7 @@ const (
 )
 
 var checkOutcomeNames = [numCheckOutcomes]string{
-	checkOK: "success", checkTimeout: "timeout", checkConnect: "connect", checkHTTP5xx: "http_5xx",
+	checkOK: "success", checkTimeout: "timeout", checkReset: "reset", checkConnect: "connect", checkHTTP5xx: "http_5xx",
 	checkHTTP4xx: "http_4xx", checkBadJSON: "bad_json", checkNoData: "no_data", checkCanceled: "canceled",
 }
 
@@ -99,6 +101,13 @@ type classifier struct {
 	client       *http.Client
 	sem          chan struct{}
 	now          func() time.Time
+	// gates bound the calls in flight to each upstream: the whole
+	// concurrency while the upstream keeps up, backing off while it is
+	// saturated (see gateDone).
+	gates      []*limiter
+	urls       []string
+	upstreamOf func(pk int64) int
+	saturated  func(u int) bool
 
 	anchorMs atomic.Int64 // Unix ms of position 0; 0 until run starts or state sets it
 	resumed  bool         // the anchor came from the state file
@@ -117,6 +126,9 @@ type classifier struct {
 type classifierDeps struct {
 	store        *Store
 	upstream     func(pk int64) *Upstream
+	urls         []string           // every upstream's URL, by index
+	upstreamOf   func(pk int64) int // the index of upstream(pk)
+	saturated    func(u int) bool   // whether polls find upstream u saturated
 	pollInterval time.Duration
 	tlsConfig    *tls.Config
 	dial         func(ctx context.Context, network, addr string) (net.Conn, error) // nil = TCP
@@ -138,9 +150,50 @@ func newClassifier(cfg SuspiciousConfig, d classifierDeps) *classifier {
 	if d.dial != nil {
 		tr.DialContext = d.dial
 	}
-	return &classifier{cfg: cfg, store: d.store, upstream: d.upstream, pollInterval: d.pollInterval,
+	c := &classifier{cfg: cfg, store: d.store, upstream: d.upstream, pollInterval: d.pollInterval,
 		tel: d.tel, logs: d.logs, log: d.log, client: &http.Client{Transport: tr},
-		sem: make(chan struct{}, cfg.Concurrency), now: time.Now, busy: map[int32]struct{}{}}
+		sem: make(chan struct{}, cfg.Concurrency), now: time.Now, busy: map[int32]struct{}{},
+		upstreamOf: d.upstreamOf, saturated: d.saturated}
+	if c.upstreamOf == nil {
+		c.upstreamOf = func(int64) int { return 0 }
+	}
+	if c.saturated == nil {
+		c.saturated = func(int) bool { return false }
+	}
+	c.urls = d.urls
+	if len(c.urls) == 0 {
+		c.urls = []string{""}
+	}
+	for range c.urls {
+		c.gates = append(c.gates, newLimiter(cfg.Concurrency, true, 0, time.Now))
+	}
+	return c
+}
+
+// gateDone adjusts upstream u's bound after a call: an overload failure
+// (timeout, reset, connect, 5xx) while polls find the upstream saturated
+// halves it, down to 1; an answered call grows it, by one per bound's
+// worth of answers while saturated, doubling otherwise, up to
+// --suspicious.concurrency.
+func (c *classifier) gateDone(u, outcome int) {
+	g := c.gates[u]
+	sat := c.saturated(u)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch outcome {
+	case checkTimeout, checkReset, checkConnect, checkHTTP5xx:
+		if sat {
+			g.limit = math.Max(1, g.limit/2)
+		}
+	case checkOK:
+		if sat {
+			g.limit = math.Min(float64(g.ceiling), g.limit+1/g.limit)
+		} else {
+			g.limit = math.Min(float64(g.ceiling), g.limit*2)
+		}
+	}
+	g.notifyLocked()
+	g.grantLocked()
 }
 
 // schedule is where the walk stands, for the state file.
@@ -295,16 +348,34 @@ func (c *classifier) judgedRecently(i int, due time.Time) bool {
 func (c *classifier) check(ctx context.Context, i int) {
 	pk := c.store.PKs().PK(i)
 	up := c.upstream(pk)
+	u := c.upstreamOf(pk)
+	gate := c.gates[u]
 	backoff := c.cfg.RetryBackoff
+	first := -1 // the first failure's outcome
+	var firstErr error
 	for attempt := 0; ; attempt++ {
+		if _, ok := gate.acquire(ctx.Done()); !ok {
+			return
+		}
 		outcome, err := c.attempt(ctx, up, i, pk)
+		gate.release(0, 0, false)
+		c.gateDone(u, outcome)
 		c.tel.checks[outcome].Inc()
+		if outcome == checkOK && first >= 0 {
+			// A failure a retry fixed: counted and logged, quietly.
+			c.tel.recovered.Inc()
+			c.log.Debug("suspicious check succeeded after a retry", "upstream", up.URL, "pk", pk,
+				"attempts", attempt+1, "first_reason", checkOutcomeNames[first], "first_err", firstErr)
+		}
 		if outcome == checkOK || outcome == checkCanceled || attempt >= c.cfg.Retries {
 			if outcome != checkOK && outcome != checkCanceled && c.logs.allow(time.Now()) {
 				c.log.Warn("suspicious check failed; the pk keeps its previous verdict until its next check",
 					"upstream", up.URL, "pk", pk, "reason", checkOutcomeNames[outcome], "err", err)
 			}
 			return
+		}
+		if first < 0 {
+			first, firstErr = outcome, err
 		}
 		select {
 		case <-time.After(backoff):
@@ -346,7 +417,7 @@ func (c *classifier) attempt(ctx context.Context, up *Upstream, i int, pk int64)
 		case actx.Err() != nil:
 			return checkTimeout, err
 		}
-		return checkConnect, err
+		return checkErrOutcome(err), err
 	}
 	c.tel.inFlight.Dec()
 	switch {
@@ -355,7 +426,21 @@ func (c *classifier) attempt(ctx context.Context, up *Upstream, i int, pk int64)
 	case actx.Err() != nil:
 		return checkTimeout, err
 	}
-	return checkConnect, err
+	return checkErrOutcome(err), err
+}
+
+// checkErrOutcome classifies a failed call like a failed poll: a
+// connection the upstream reset or closed (a saturated upstream does, and
+// so does one closing an idle keep-alive connection as it is reused) is a
+// reset, not a failure to connect.
+func checkErrOutcome(err error) int {
+	switch classifyErr(err) {
+	case Reset:
+		return checkReset
+	case Timeout:
+		return checkTimeout
+	}
+	return checkConnect
 }
 
 // verdict reads the classifier's answer and stores it.
@@ -418,15 +503,18 @@ func (c *classifier) lag() time.Duration {
 // checkTelemetry is the classifier's own counters. They exist whether the
 // classifier is on or not, so that dashboards see zeros rather than nothing.
 type checkTelemetry struct {
-	checks   [numCheckOutcomes]prometheus.Counter
-	inFlight prometheus.Gauge
-	seconds  prometheus.Observer
+	checks    [numCheckOutcomes]prometheus.Counter
+	recovered prometheus.Counter
+	inFlight  prometheus.Gauge
+	seconds   prometheus.Observer
 }
 
 func newCheckTelemetry(reg prometheus.Registerer) *checkTelemetry {
 	t := &checkTelemetry{}
 	checks := prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "suspicious_checks_total",
-		Help: "Classifier calls by outcome (success, timeout, connect, http_5xx, http_4xx, bad_json, no_data: never polled yet, canceled: at shutdown)."}, []string{"outcome"})
+		Help: "Classifier calls by outcome (success, timeout, reset, connect, http_5xx, http_4xx, bad_json, no_data: never polled yet, canceled: at shutdown)."}, []string{"outcome"})
+	t.recovered = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "suspicious_checks_recovered_total",
+		Help: "Classifier checks that failed and then succeeded on a retry (each logged at debug level)."})
 	for o := range numCheckOutcomes {
 		t.checks[o] = checks.WithLabelValues(checkOutcomeNames[o])
 	}
@@ -434,7 +522,7 @@ func newCheckTelemetry(reg prometheus.Registerer) *checkTelemetry {
 	hist := prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "suspicious_check_duration_seconds",
 		Help: "Latency of classifier calls that were answered.", Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 3, 5, 7.5, 10, 15, 20, 30, 60}})
 	t.seconds = hist
-	reg.MustRegister(checks, t.inFlight, hist)
+	reg.MustRegister(checks, t.recovered, t.inFlight, hist)
 	return t
 }
 
@@ -443,6 +531,11 @@ func newCheckTelemetry(reg prometheus.Registerer) *checkTelemetry {
 func (c *classifier) register(reg prometheus.Registerer) {
 	gauge := func(name, help string, fn func() float64) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, fn))
+	}
+	for u, g := range c.gates {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: "suspicious_concurrency_limit",
+			Help:        "Classifier calls allowed in flight to the upstream: --suspicious.concurrency, less while the upstream is saturated and calls to it fail.",
+			ConstLabels: prometheus.Labels{"upstream": c.urls[u]}}, func() float64 { return float64(g.status().Limit) }))
 	}
 	gauge("suspicious_period_seconds", "Configured --suspicious.period: every owned influencer gets a verdict this often.", func() float64 { return c.cfg.Period.Seconds() })
 	gauge("suspicious_schedule_lag_seconds", "How far the checks are behind their even schedule; above 0 for long means --suspicious.concurrency is too small for the classifier's latency.", func() float64 { return c.lag().Seconds() })

@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,6 +39,11 @@ type Config struct {
 	Dial        func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger      *slog.Logger  // nil = slog.Default()
 	LogInterval time.Duration // at most one poll error log line per reason per LogInterval
+
+	// FixedConcurrency turns the adaptive limit off: Concurrency polls may be
+	// in flight to every upstream whatever its latency. Otherwise
+	// Concurrency is the ceiling of a limit found at run time (limiter.go).
+	FixedConcurrency bool
 
 	Suspicious SuspiciousConfig // the daily classifier checks; zero = off
 
@@ -104,6 +111,7 @@ type Exporter struct {
 	expo       *Exposition // renders store on /metrics
 	upstreams  []*Upstream
 	scheds     []*scheduler // one per upstream: a stalled upstream holds up only its own pks
+	limiters   []*limiter   // one per upstream: its adaptive in-flight bound
 	tel        *telemetry
 	pollLogs   [numReasons]logLimiter // one poll error line per reason per LogInterval
 	scrapes    scrapeLog              // when each /metrics target was last served whole
@@ -173,8 +181,14 @@ func New(cfg Config) (*Exporter, error) {
 		s.onMissed = func(n int) { e.tel.missed.Add(float64(n)) }
 		s.onExpire = func(n int) { e.tel.expired.Add(float64(n)) }
 		e.scheds = append(e.scheds, s)
+		l := newLimiter(cfg.Concurrency, cfg.FixedConcurrency, float64(s.n)/cfg.Interval.Seconds(), time.Now)
+		s.onTick = l.tick
+		if !cfg.FixedConcurrency {
+			s.room = l.room
+		}
+		e.limiters = append(e.limiters, l)
 	}
-	e.tel = newTelemetry(e.upstreams, pks.Len, cfg.Interval, e, cfg.StateDir != "")
+	e.tel = newTelemetry(e.upstreams, e.limiters, pks.Len, cfg.Interval, e, cfg.StateDir != "")
 	for r := range e.pollLogs {
 		e.pollLogs[r] = logLimiter{every: cfg.LogInterval, dropped: e.tel.logsDropped}
 	}
@@ -182,6 +196,9 @@ func New(cfg Config) (*Exporter, error) {
 		e.classifier = newClassifier(cfg.Suspicious, classifierDeps{
 			store:        e.store,
 			upstream:     func(pk int64) *Upstream { return e.upstreams[e.upstreamFor(pk)] },
+			urls:         cfg.URLs,
+			upstreamOf:   e.upstreamFor,
+			saturated:    func(u int) bool { return e.limiters[u].status().Saturated },
 			pollInterval: cfg.Interval,
 			tlsConfig:    cfg.TLSConfig,
 			dial:         cfg.Dial,
@@ -215,11 +232,11 @@ func (e *Exporter) Run(ctx context.Context) {
 	}
 	var wg sync.WaitGroup
 	for u, s := range e.scheds {
-		for range e.connsPerUpstream() {
+		for k := range e.connsPerUpstream() {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				e.runConn(u, s.jobs, e.cfg.Pipeline)
+				e.runConn(u, k, s.jobs, e.cfg.Pipeline, s.done)
 			}()
 		}
 		wg.Add(1)
@@ -372,9 +389,41 @@ func (e *Exporter) cycleDone(r CycleReport) {
 	if r.Failed+r.Missed > 0 {
 		lvl = slog.LevelWarn
 	}
-	e.log.Log(context.Background(), lvl, "cycle done", "cycle", r.Cycle, "owned", r.Owned,
+	attrs := []any{"cycle", r.Cycle, "owned", r.Owned,
 		"polled", r.Polled, "failed", r.Failed, "missed", r.Missed,
-		"coverage", fmt.Sprintf("%.4f", r.Coverage()), "duration", r.Duration.Round(time.Millisecond))
+		"coverage", fmt.Sprintf("%.4f", r.Coverage()), "duration", r.Duration.Round(time.Millisecond)}
+	if b := e.Bottlenecks(); len(b) > 0 {
+		attrs = append(attrs, "bottleneck", strings.Join(b, "; "))
+	} else if r.Missed > 0 {
+		attrs = append(attrs, "bottleneck", exporterBound)
+	}
+	e.log.Log(context.Background(), lvl, "cycle done", attrs...)
+}
+
+// exporterBound names the exporter as the bottleneck: it fell behind while
+// no upstream was saturated.
+const exporterBound = "the exporter fell behind with no upstream saturated: check its CPU (process_cpu_seconds_total), raise --poll.concurrency or add shards"
+
+// Bottlenecks names each upstream that limits the poll rate now, with
+// what would fix it; empty when none does.
+func (e *Exporter) Bottlenecks() []string {
+	need := float64(e.store.Len()) / e.cfg.Interval.Seconds() // the whole shard's polls/s
+	var out []string
+	for u, l := range e.limiters {
+		st := l.status()
+		if !st.Saturated {
+			continue
+		}
+		add := 1
+		if st.Capacity > 0 {
+			// A tenth of an instance of slack: an estimate a hair under
+			// the true capacity must not ask for one more.
+			add = max(1, int(math.Ceil(need/st.Capacity-0.1))-len(e.upstreams))
+		}
+		out = append(out, fmt.Sprintf("upstream %s saturated at about %.0f polls/s; this interval needs %.0f/s: add %d upstream instances or lengthen --poll.interval",
+			e.upstreams[u].URL, st.Capacity, st.Demand, add))
+	}
+	return out
 }
 
 // LastCycle returns the report of the last finished cycle, if any.
@@ -394,5 +443,6 @@ func (e *Exporter) Freshness() Freshness {
 	if oldest > 0 {
 		f.OldestAge = now.Sub(time.UnixMilli(oldest))
 	}
+	f.AgeP50, f.AgeP99, f.AgeSum = e.store.SampleAges(now.UnixMilli())
 	return f
 }

@@ -22,6 +22,7 @@ type pending struct {
 	j      job
 	pk     int64
 	sentAt time.Time
+	epoch  uint64 // the upstream limiter's epoch when its token was taken
 }
 
 // runConn polls the jobs routed to upstream u over one keep-alive connection
@@ -37,11 +38,18 @@ type pending struct {
 // When a request fails (timeout, reset, connection closed), the requests
 // queued behind it on the connection were never answered: they are failed
 // as "aborted" and retried like any failure.
-func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
+//
+// Connection k takes jobs only while the upstream's limit keeps k
+// connections busy (limiter.writers); above that it waits, unconnected.
+func (e *Exporter) runConn(u, k int, jobs <-chan job, depth int, quit <-chan struct{}) {
 	up := e.upstreams[u]
+	lim := e.limiters[u]
 	var held *job // a job taken while no connection was up
 	for {
 		if held == nil {
+			if !e.waitTurn(u, k, depth, quit) {
+				return
+			}
 			j, ok := <-jobs
 			if !ok {
 				return
@@ -62,8 +70,8 @@ func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
 			held = nil
 			continue
 		}
-		held = e.serveConn(u, conn, jobs, depth, held)
-		if held == nil {
+		held = e.serveConn(u, k, conn, jobs, depth, held)
+		if held == nil && k < lim.writers(e.depth(u, depth)) {
 			select {
 			case j, ok := <-jobs:
 				if !ok {
@@ -77,6 +85,31 @@ func (e *Exporter) runConn(u int, jobs <-chan job, depth int) {
 }
 
 func (e *Exporter) pkOf(idx int32) int64 { return e.store.pks.PK(int(idx)) }
+
+// depth is the pipeline depth to upstream u.
+func (e *Exporter) depth(u, depth int) int {
+	if e.upstreams[u].noPipeline.Load() {
+		return 1
+	}
+	return depth
+}
+
+// waitTurn waits until connection k of upstream u may take jobs; false
+// when polling ends first.
+func (e *Exporter) waitTurn(u, k, depth int, quit <-chan struct{}) bool {
+	lim := e.limiters[u]
+	for {
+		changed := lim.changed()
+		if k < lim.writers(e.depth(u, depth)) {
+			return true
+		}
+		select {
+		case <-changed:
+		case <-quit:
+			return false
+		}
+	}
+}
 
 func (e *Exporter) dial(up *Upstream) (net.Conn, error) {
 	var conn net.Conn
@@ -111,22 +144,26 @@ func (e *Exporter) dial(up *Upstream) (net.Conn, error) {
 // serveConn writes jobs to conn, starting with first (may be nil), until
 // the connection fails, idles out or the jobs channel closes. It returns a
 // job it took but could not send, for the next connection.
-func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, first *job) *job {
+func (e *Exporter) serveConn(u, k int, conn net.Conn, jobs <-chan job, depth int, first *job) *job {
 	up := e.upstreams[u]
 	sched := e.scheds[u]
+	lim := e.limiters[u]
 	// slots holds one token per request on the connection, taken by the
 	// writer before it queues a request and given back by the reader once
 	// the answer is handled: never more than depth requests in flight.
+	// Each request also holds one of the upstream's limiter tokens (its
+	// adaptive in-flight bound over all connections).
 	if up.noPipeline.Load() {
 		depth = 1
 	}
 	slots := make(chan struct{}, depth)
 	fifo := make(chan pending, depth)
-	failed := make(chan struct{}) // closed by the reader when the connection broke
+	failed := make(chan struct{})      // closed by the reader when the connection broke
+	answered := make(chan struct{}, 1) // signalled by the reader after each answer
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		e.readAnswers(u, conn, fifo, slots, failed)
+		e.readAnswers(u, conn, fifo, slots, failed, answered)
 	}()
 	// However the writer stops, the reader answers or fails what is queued,
 	// then the connection closes.
@@ -148,8 +185,13 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 	idle := time.NewTimer(idleClose)
 	defer idle.Stop()
 	next := first
+	batch := 0 // tokens of a granted batch still to take
 	for {
 		if next == nil {
+			changed := lim.changed()
+			if k >= lim.writers(depth) {
+				return nil // the limit no longer needs this connection
+			}
 			idle.Reset(idleClose)
 			select {
 			case j, ok := <-jobs:
@@ -157,6 +199,8 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 					return nil
 				}
 				next = &j
+			case <-changed:
+				continue
 			case <-failed:
 				return nil
 			case <-idle.C:
@@ -168,7 +212,19 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 		}
 		// Queue as many jobs as are waiting, up to the pipeline depth, then
 		// write them in one go.
+		share := lim.perConn(depth) // at most this connection's share of the upstream's limit
 		for next != nil {
+			for len(slots) >= share {
+				if !flush() {
+					return next
+				}
+				select {
+				case <-answered:
+				case <-failed:
+					return next
+				}
+				share = lim.perConn(depth)
+			}
 			select {
 			case slots <- struct{}{}:
 			default:
@@ -182,12 +238,28 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 					return next
 				}
 			}
+			epoch, ok := lim.tryAcquire(batch > 0)
+			if ok && batch > 0 {
+				batch--
+			}
+			if !ok {
+				// The upstream's limit binds: send what is queued (its
+				// answers free tokens), then wait for a batch of tokens.
+				if !flush() {
+					return next
+				}
+				if epoch, ok = lim.acquire(failed); !ok {
+					return next
+				}
+				batch = lim.grantBatch() - 1
+			}
 			now := time.Now()
 			if sched.expired(*next, now) {
 				<-slots
+				lim.release(epoch, 0, false)
 				sched.expire(*next, now) // waited too long to still end in time
 			} else {
-				p := pending{j: *next, pk: e.pkOf(next.idx), sentAt: now}
+				p := pending{j: *next, pk: e.pkOf(next.idx), sentAt: now, epoch: epoch}
 				fifo <- p // never blocks: fifo holds as many as slots
 				e.tel.inflight.Inc()
 				buf = up.appendRequest(buf, p.pk)
@@ -203,6 +275,7 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 			default:
 			}
 		}
+		batch = 0
 		if !flush() {
 			return nil
 		}
@@ -213,8 +286,9 @@ func (e *Exporter) serveConn(u int, conn net.Conn, jobs <-chan job, depth int, f
 // failed read it fails the request at the head, closes the connection and
 // fails every request queued behind it as aborted (they are sent again at
 // once, on another connection, without spending an attempt).
-func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots <-chan struct{}, failed chan<- struct{}) {
+func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots <-chan struct{}, failed, answered chan<- struct{}) {
 	var p poller
+	lim := e.limiters[u]
 	br := bufio.NewReaderSize(conn, 16<<10)
 	broken := func(end time.Time) {
 		conn.Close()
@@ -222,6 +296,7 @@ func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots 
 		for rest := range fifo {
 			e.tel.inflight.Dec()
 			e.finish(u, rest.j, rest.pk, result{reason: Aborted, err: errAborted}, rest.sentAt, end)
+			lim.release(rest.epoch, 0, false) // never answered: no latency to learn from
 			<-slots
 		}
 	}
@@ -237,13 +312,19 @@ func (e *Exporter) readAnswers(u int, conn net.Conn, fifo <-chan pending, slots 
 				res.reason = BadJSON
 			}
 			e.finish(u, q.j, q.pk, res, q.sentAt, end)
+			lim.release(q.epoch, end.Sub(q.sentAt), true) // a timeout is the upstream's latency too
 			<-slots
 			broken(end)
 			return
 		}
 		res := p.decode(q.pk, end.UnixMilli())
 		e.finish(u, q.j, q.pk, res, q.sentAt, end)
+		lim.release(q.epoch, end.Sub(q.sentAt), true)
 		<-slots
+		select {
+		case answered <- struct{}{}:
+		default:
+		}
 		// An answer for another pk on a pipelined connection may mean the
 		// answers are out of step (a stray response): start afresh.
 		if p.resp.ConnectionClose() {

@@ -70,7 +70,10 @@ type scheduler struct {
 	jobs     chan job
 	onCycle  func(CycleReport) // called once per finished cycle
 	onMissed func(n int)
-	onExpire func(n int) // dispatched jobs dropped because they could no longer end in time
+	onExpire func(n int)   // dispatched jobs dropped because they could no longer end in time
+	onTick   func()        // called on every wake-up of the dispatcher
+	room     func() int    // how many jobs may wait in the channel now; nil = its capacity
+	done     chan struct{} // closed when run returns, with jobs
 	now      func() time.Time
 
 	t0ns    atomic.Int64 // schedule origin, Unix ns; 0 until run starts
@@ -94,6 +97,7 @@ func newScheduler(idx []int32, n int, interval, timeout time.Duration, concurren
 	return &scheduler{
 		idx: idx, n: n, interval: interval, timeout: timeout, retries: retries, backoff: backoff,
 		jobs: make(chan job, concurrency),
+		done: make(chan struct{}),
 		now:  time.Now,
 	}
 }
@@ -125,6 +129,7 @@ func (s *scheduler) expired(j job, now time.Time) bool {
 
 // run dispatches jobs until ctx ends, then closes the job channel.
 func (s *scheduler) run(ctx context.Context) {
+	defer close(s.done)
 	defer close(s.jobs)
 	s.t0ns.Store(s.now().UnixNano())
 	if s.n == 0 {
@@ -203,6 +208,9 @@ func (s *scheduler) dispatchCycle(ctx context.Context, c int64) (int, bool) {
 	sent := 0
 	for {
 		now := s.now()
+		if s.onTick != nil {
+			s.onTick()
+		}
 		if !s.sendDueRetries(cctx, now) {
 			return sent, ctx.Err() == nil
 		}
@@ -248,6 +256,9 @@ func (s *scheduler) dispatchCycle(ctx context.Context, c int64) (int, bool) {
 
 // trySend hands j to the connections if one can take it now.
 func (s *scheduler) trySend(j job) bool {
+	if s.full() {
+		return false
+	}
 	select {
 	case s.jobs <- j:
 		return true
@@ -256,16 +267,36 @@ func (s *scheduler) trySend(j job) bool {
 	}
 }
 
+// full reports whether as many jobs wait as the upstream's limit allows
+// in flight: more would only wait longer in the channel.
+func (s *scheduler) full() bool {
+	return s.room != nil && len(s.jobs) >= s.room()
+}
+
+// roomPoll is how often a dispatcher held back by the limit looks again.
+const roomPoll = 2 * time.Millisecond
+
 // send blocks until a connection takes j or ctx (the cycle) ends.
 func (s *scheduler) send(ctx context.Context, j job) bool {
-	if s.trySend(j) {
-		return true // a free connection always wins, even at the cycle's end
-	}
-	select {
-	case s.jobs <- j:
-		return true
-	case <-ctx.Done():
-		return false
+	for {
+		if s.trySend(j) {
+			return true // a free connection always wins, even at the cycle's end
+		}
+		if !s.full() {
+			select {
+			case s.jobs <- j:
+				return true
+			case <-ctx.Done():
+				return false
+			}
+		}
+		t := time.NewTimer(roomPoll)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		}
 	}
 }
 

@@ -1,11 +1,13 @@
 package exporter
 
 import (
+	"math"
 	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/snapwire"
@@ -205,6 +207,67 @@ func (s *Store) Freshness(sinceMs int64) (fresh, polled int, oldestMs int64) {
 		}
 	}
 	return fresh, polled, oldestMs
+}
+
+// Sample ages are counted in 10 ms buckets below a minute and 10 s buckets
+// up to a day (58 KB of counters per call), so quantiles are exact to that
+// resolution.
+const (
+	ageFineMs    = 10
+	ageFineEnd   = 60_000
+	ageCoarseMs  = 10_000
+	ageCoarseEnd = 86_400_000
+	ageBuckets   = ageFineEnd/ageFineMs + (ageCoarseEnd-ageFineEnd)/ageCoarseMs + 1 // + overflow
+)
+
+// SampleAges returns the age of the median and the 99th-percentile sample
+// at nowMs, and the sum of all ages, over the influencers polled at least
+// once: the resolution the shard achieves.
+func (s *Store) SampleAges(nowMs int64) (p50, p99, sum time.Duration) {
+	counts := make([]uint32, ageBuckets)
+	n := 0
+	var sumMs, maxMs int64
+	for i := range s.ts {
+		t := s.TimeMs(i)
+		if t == 0 {
+			continue
+		}
+		a := max(nowMs-t, 0)
+		sumMs += a
+		maxMs = max(maxMs, a)
+		n++
+		switch {
+		case a < ageFineEnd:
+			counts[a/ageFineMs]++
+		case a < ageCoarseEnd:
+			counts[ageFineEnd/ageFineMs+(a-ageFineEnd)/ageCoarseMs]++
+		default:
+			counts[ageBuckets-1]++
+		}
+	}
+	if n == 0 {
+		return 0, 0, 0
+	}
+	upper := func(b int) int64 {
+		switch {
+		case b < ageFineEnd/ageFineMs:
+			return int64(b+1) * ageFineMs
+		case b < ageBuckets-1:
+			return ageFineEnd + int64(b-ageFineEnd/ageFineMs+1)*ageCoarseMs
+		}
+		return maxMs
+	}
+	q := func(phi float64) time.Duration {
+		want := uint32(math.Ceil(phi * float64(n)))
+		var c uint32
+		for b, k := range counts {
+			if c += k; c >= want {
+				return time.Duration(min(upper(b), maxMs)) * time.Millisecond
+			}
+		}
+		return time.Duration(maxMs) * time.Millisecond
+	}
+	return q(0.5), q(0.99), time.Duration(sumMs) * time.Millisecond
 }
 
 // Verdict is the classifier's latest judgement of one influencer.

@@ -49,7 +49,7 @@ type shardStatus interface {
 
 // newTelemetry registers the shard's metrics; owned is how many pks it
 // polls, every interval, from upstreams.
-func newTelemetry(upstreams []*Upstream, owned int, interval time.Duration, status shardStatus, withState bool) *telemetry {
+func newTelemetry(upstreams []*Upstream, limiters []*limiter, owned int, interval time.Duration, status shardStatus, withState bool) *telemetry {
 	reg := prometheus.NewRegistry()
 	t := &telemetry{reg: reg}
 	f := func(c prometheus.Collector) { reg.MustRegister(c) }
@@ -86,6 +86,28 @@ func newTelemetry(upstreams []*Upstream, owned int, interval time.Duration, stat
 			}
 			return 1
 		}))
+		l := limiters[u]
+		upGauge := func(name, help string, fn func(limiterStatus) float64) {
+			f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Namespace: namespace, Name: name, Help: help,
+				ConstLabels: prometheus.Labels{"upstream": up.URL},
+			}, func() float64 { return fn(l.status()) }))
+		}
+		upGauge("upstream_concurrency_limit", "Polls allowed in flight to the upstream now: the adaptive limit, between 4 and --poll.concurrency (docs/exporter.md).",
+			func(s limiterStatus) float64 { return float64(s.Limit) })
+		upGauge("upstream_capacity_polls_per_second", "Polls/s the upstream answered at its knee while saturated; while it is not saturated, the most it answered recently (it can do at least this). 0 before the first measurement.",
+			func(s limiterStatus) float64 { return s.Capacity })
+		upGauge("upstream_demand_polls_per_second", "Polls/s the schedule needs from the upstream: its share of the owned pks / --poll.interval.",
+			func(s limiterStatus) float64 { return s.Demand })
+		upGauge("upstream_saturated", "1 while the upstream, not the exporter, limits the poll rate: the limit binds, its queue delay is at the target and it answers less than the schedule needs. Add upstream instances; more concurrency or shards will not help.",
+			func(s limiterStatus) float64 {
+				if s.Saturated {
+					return 1
+				}
+				return 0
+			})
+		upGauge("upstream_queue_delay_seconds", "Mean poll latency above the upstream's no-load latency, in the last window of the adaptive limit.",
+			func(s limiterStatus) float64 { return s.Delay.Seconds() })
 	}
 
 	t.inflight = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "polls_in_flight", Help: "Polls waiting for Mockstagram's answer."})
@@ -151,6 +173,8 @@ var (
 		"fresh_influencers / owned_influencers.", nil, nil)
 	descOldest = prometheus.NewDesc(namespace+"_oldest_sample_age_seconds",
 		"Age of the oldest sample held (0 while nothing is held).", nil, nil)
+	descAge = prometheus.NewDesc(namespace+"_sample_age_seconds",
+		"Age of the samples held, over every polled influencer: the achieved resolution (the median is about half the time a full pass over the shard takes).", nil, nil)
 )
 
 // freshnessCollector scans the poll times at scrape time (about a
@@ -162,6 +186,7 @@ func (c *freshnessCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPolled
 	ch <- descCoverage
 	ch <- descOldest
+	ch <- descAge
 }
 
 func (c *freshnessCollector) Collect(ch chan<- prometheus.Metric) {
@@ -170,12 +195,17 @@ func (c *freshnessCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPolled, prometheus.GaugeValue, float64(f.Polled))
 	ch <- prometheus.MustNewConstMetric(descCoverage, prometheus.GaugeValue, f.Coverage())
 	ch <- prometheus.MustNewConstMetric(descOldest, prometheus.GaugeValue, f.OldestAge.Seconds())
+	ch <- prometheus.MustNewConstSummary(descAge, uint64(f.Polled), f.AgeSum.Seconds(),
+		map[float64]float64{0.5: f.AgeP50.Seconds(), 0.99: f.AgeP99.Seconds()})
 }
 
 // Freshness is a snapshot of how current the shard's data is.
 type Freshness struct {
 	Owned, Fresh, Polled int
 	OldestAge            time.Duration
+	// The age of the median and the 99th-percentile sample, and of all
+	// together: the resolution the shard achieves.
+	AgeP50, AgeP99, AgeSum time.Duration
 }
 
 // Coverage is the fraction of owned influencers with a fresh sample.

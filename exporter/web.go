@@ -39,7 +39,12 @@ func (e *Exporter) Handler(metricsPath, telemetryPath string) http.Handler {
 			http.Error(w, "not polling yet", http.StatusServiceUnavailable)
 			return
 		}
+		// Ready whatever the upstreams do (an upstream that limits the rate
+		// is no reason to stop scraping this one), but say so.
 		io.WriteString(w, "OK\n")
+		for _, b := range e.Bottlenecks() {
+			io.WriteString(w, b+"\n")
+		}
 	})
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		e.serveLanding(w, r, metricsPath, telemetryPath)
@@ -108,13 +113,17 @@ var landingTmpl = template.Must(template.New("landing").Parse(`<!DOCTYPE html>
 <style>body{font-family:sans-serif;margin:2em}td{padding:0 1em 0 0}</style></head><body>
 <h1>Mockstagram exporter</h1>
 <p>Shard {{.Shard}} of {{.Shards}}: pks {{.First}}, {{.Second}}, ... {{.Last}} ({{.Owned}} influencers of {{.RangeMin}}..{{.RangeMax}}),
-polled every {{.Interval}} ({{printf "%.0f" .Rate}} polls/s) with up to {{.Concurrency}} in flight.</p>
+polled every {{.Interval}} ({{printf "%.0f" .Rate}} polls/s) with up to {{.Concurrency}} in flight per upstream{{if .Adaptive}}, fewer while an upstream's latency says it cannot take more{{end}}.</p>
 <h2>Now</h2><table>
 <tr><td>Current cycle</td><td>#{{.Cycle}}, {{printf "%.1f" .Progress}}% dispatched, schedule lag {{.Lag}}</td></tr>
 <tr><td>Coverage</td><td>{{.Fresh}} of {{.Owned}} influencers have a sample younger than {{.MaxAge}} ({{printf "%.3f" .Coverage}}%); oldest sample {{.Oldest}} old</td></tr>
+<tr><td>Resolution</td><td>sample age: median {{.AgeP50}}, 99th percentile {{.AgeP99}}, oldest {{.Oldest}}</td></tr>
+{{range .Bottlenecks}}<tr><td><b>Bottleneck</b></td><td><b>{{.}}</b></td></tr>{{end}}
 <tr><td>Last finished cycle</td><td>{{if .HasLast}}#{{.Last1.Cycle}}: {{.Last1.Polled}} polled, {{.Last1.Failed}} failed, {{.Last1.Missed}} missed, took {{.Last1.Duration}}{{else}}none yet{{end}}</td></tr>
 </table>
-<h2>Upstreams</h2><table>{{range .Upstreams}}<tr><td>{{.URL}}</td><td>{{if .Up}}up{{else}}DOWN ({{.Failures}} consecutive failures){{end}}</td></tr>{{end}}</table>
+<h2>Upstreams</h2><table><tr><th>upstream</th><th>state</th><th>in flight / limit</th><th>polls/s answered</th><th>needed</th><th>queue delay</th></tr>
+{{range .Upstreams}}<tr><td>{{.URL}}</td><td>{{if not .Up}}DOWN ({{.Failures}} consecutive failures){{else if .Saturated}}saturated at about {{printf "%.0f" .Capacity}} polls/s{{else}}up{{end}}</td>
+<td>{{.InFlight}} / {{.Limit}}</td><td>{{printf "%.0f" .Throughput}}</td><td>{{printf "%.0f" .Demand}}</td><td>{{.Delay}}</td></tr>{{end}}</table>
 <h2>Endpoints</h2><ul>
 <li><a href="{{.MetricsPath}}">{{.MetricsPath}}</a>: influencer gauges (add ?slice=k&amp;slices=n for a slice)</li>
 <li><a href="{{.TelemetryPath}}">{{.TelemetryPath}}</a>: the exporter's own metrics</li>
@@ -132,11 +141,14 @@ func (e *Exporter) serveLanding(w http.ResponseWriter, _ *http.Request, metricsP
 		URL      string
 		Up       bool
 		Failures int64
+		limiterStatus
 	}
 	var ups []upView
-	for _, u := range e.upstreams {
+	for i, u := range e.upstreams {
 		n := u.consecutiveFailures.Load()
-		ups = append(ups, upView{URL: u.URL, Up: n < 10, Failures: n})
+		st := e.limiters[i].status()
+		st.Delay = st.Delay.Round(100 * time.Microsecond)
+		ups = append(ups, upView{URL: u.URL, Up: n < 10, Failures: n, limiterStatus: st})
 	}
 	progress := 100.0
 	if pks.Len > 0 {
@@ -147,10 +159,11 @@ func (e *Exporter) serveLanding(w http.ResponseWriter, _ *http.Request, metricsP
 		"Shard": e.cfg.Shard.Index, "Shards": e.cfg.Shard.Count,
 		"First": pks.PK(0), "Second": pks.PK(1), "Last": pks.PK(max(pks.Len-1, 0)), "Owned": pks.Len,
 		"RangeMin": e.cfg.Range.Min, "RangeMax": e.cfg.Range.Max,
-		"Interval": e.cfg.Interval, "Rate": float64(pks.Len) / e.cfg.Interval.Seconds(), "Concurrency": e.cfg.Concurrency,
+		"Interval": e.cfg.Interval, "Rate": float64(pks.Len) / e.cfg.Interval.Seconds(), "Concurrency": e.cfg.Concurrency, "Adaptive": !e.cfg.FixedConcurrency,
 		"Cycle": cycle, "Progress": progress, "Lag": e.lag().Round(time.Millisecond),
 		"Fresh": f.Fresh, "MaxAge": e.cfg.MaxAge, "Coverage": 100 * f.Coverage(), "Oldest": f.OldestAge.Round(time.Second),
-		"HasLast": hasLast, "Last1": last, "Upstreams": ups,
+		"HasLast": hasLast, "Last1": last, "Upstreams": ups, "Bottlenecks": e.Bottlenecks(),
+		"AgeP50": f.AgeP50.Round(100 * time.Millisecond), "AgeP99": f.AgeP99.Round(100 * time.Millisecond),
 		"MetricsPath": metricsPath, "TelemetryPath": telemetryPath, "SnapshotPath": SnapshotPath,
 	})
 	if err != nil {

@@ -37,6 +37,12 @@ type Config struct {
 	// keepAliveTimeout, so clients meet the same close races as upstream
 	// (--web.idle-timeout).
 	IdleTimeout time.Duration
+	// Capacity is the API requests/s served, like the reference server's
+	// one Node thread: requests take turns in arrival order, 1/Capacity
+	// seconds each, so beyond it the queue and the latency grow and nothing
+	// is refused. 0 is unlimited (--capacity; Server.SetCapacity and POST
+	// /admin/capacity?rps=N change it while running).
+	Capacity float64
 	// Faults are off in the zero value.
 	Faults Faults
 	// Logger receives the HTTP server's own errors at debug level; nil
@@ -113,6 +119,9 @@ func (c Config) Validate() error {
 	}
 	if c.NotFoundStatus != 500 && c.NotFoundStatus != 400 {
 		return fmt.Errorf("not-found.status=%d must be 500 or 400", c.NotFoundStatus)
+	}
+	if !(c.Capacity >= 0) || math.IsInf(c.Capacity, 0) {
+		return fmt.Errorf("capacity=%g must be a finite number >= 0 (requests/s; 0 = unlimited)", c.Capacity)
 	}
 	f := c.Faults
 	for _, d := range []struct {

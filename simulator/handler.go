@@ -24,6 +24,7 @@ var (
 	bodyOK            = []byte("OK")
 	prefixInfluencers = []byte("/api/v1/influencers")
 	prefixAdmin       = []byte("/admin/influencers/")
+	pathCapacity      = []byte("/admin/capacity")
 	segmentSuspicious = []byte("is_suspicious")
 	methodGet         = []byte(fasthttp.MethodGet)
 	methodHead        = []byte(fasthttp.MethodHead)
@@ -56,15 +57,21 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) int {
 		if seg, ok := singleSegment(rest); ok {
 			switch {
 			case get:
+				s.queue()
 				s.influencer(ctx, seg)
 				return routeInfluencer
 			case bytes.Equal(method, methodPost) && bytes.EqualFold(seg, segmentSuspicious):
+				s.queue() // its delay is a timer: only the parsing takes the thread
 				s.suspicious(ctx)
 				return routeSuspicious
 			}
 		}
 		notFound(ctx, method, path)
 		return routeUnknown
+	}
+	if bytes.Equal(path, pathCapacity) {
+		s.adminCapacity(ctx, get)
+		return routeAdmin
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixAdmin); ok && len(rest) > 0 {
 		s.admin(ctx, get, rest)

@@ -40,6 +40,7 @@ type Server struct {
 	lns      []net.Listener
 
 	requests atomic.Uint64
+	fifo     fifo // the one-thread capacity (--capacity)
 	landing  []byte
 	metrics  fasthttp.RequestHandler
 	tel      telemetry
@@ -69,6 +70,8 @@ func New(cfg Config) (*Server, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	s.tel = newTelemetry(reg)
+	s.fifo.set(cfg.Capacity)
+	s.tel.capacity.Set(cfg.Capacity)
 	s.metrics = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.landing = s.landingPage()
 
@@ -155,6 +158,16 @@ func (s *Server) Set(pk, followers, following int64) error {
 	return nil
 }
 
+// Calls is how many times pk was stepped, that is how many GETs of it were
+// answered with its data; always 0 with drift off.
+func (s *Server) Calls(pk int64) uint32 {
+	i := s.st.index(pk)
+	if i < 0 {
+		return 0
+	}
+	return s.st.calls[i].Load()
+}
+
 // Requests counts requests routed to GET /api/v1/influencers/:pk, whatever
 // their outcome (not found, injected fault or success).
 func (s *Server) Requests() uint64 { return s.requests.Load() }
@@ -191,13 +204,21 @@ Active faults: %s</p>
 <ul>
 <li>GET /admin/influencers/{pk}: current values without stepping: <a href="/admin/influencers/%d">example</a></li>
 <li>POST /admin/influencers/{pk} with {"followerCount":N,"followingCount":M}: set values</li>
+<li>GET /admin/capacity, POST /admin/capacity?rps=N: read or change the requests/s served (0 = unlimited); now %s</li>
 <li><a href="/metrics">/metrics</a>, <a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li>
 </ul>
 </body></html>
 `, r.Min, r.Max, r.Len(), s.seed, s.cfg.Drift, s.cfg.NotFoundStatus,
 		s.cfg.SuspiciousDelayMean, s.cfg.SuspiciousDelayStddev, capString(s.cfg.SuspiciousDelayMax),
-		html.EscapeString(s.cfg.Faults.String()), r.Min, r.Min)
+		html.EscapeString(s.cfg.Faults.String()), r.Min, r.Min, capacityString(s.cfg.Capacity))
 	return b.Bytes()
+}
+
+func capacityString(rps float64) string {
+	if rps == 0 {
+		return "unlimited"
+	}
+	return strconv.FormatFloat(rps, 'f', -1, 64) + "/s at start"
 }
 
 func capString(d time.Duration) string {
@@ -249,10 +270,12 @@ const codeReset = 0
 // expected (route, code) pairs are bound up front so that the hot path does
 // no label lookup.
 type telemetry struct {
-	requests *prometheus.CounterVec
-	bound    [numRoutes]map[int]prometheus.Counter
-	faults   [numFaults]prometheus.Counter
-	inFlight prometheus.Gauge
+	requests     *prometheus.CounterVec
+	bound        [numRoutes]map[int]prometheus.Counter
+	faults       [numFaults]prometheus.Counter
+	inFlight     prometheus.Gauge
+	capacity     prometheus.Gauge
+	queueSeconds prometheus.Counter
 }
 
 func newTelemetry(reg prometheus.Registerer) telemetry {
@@ -266,6 +289,14 @@ func newTelemetry(reg prometheus.Registerer) telemetry {
 			Help: "Classifier calls currently waiting out their delay.",
 		}),
 	}
+	t.capacity = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "mockstagram_sim_capacity_requests_per_second",
+		Help: "API requests/s served, one at a time in arrival order (--capacity, POST /admin/capacity); 0 = unlimited.",
+	})
+	t.queueSeconds = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "mockstagram_sim_queue_seconds_total",
+		Help: "Time API requests spent waiting for and taking their turn at the capacity, summed; rate() / rate(requests) is the mean wait.",
+	})
 	faults := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "mockstagram_sim_faults_injected_total",
 		Help: "Faults injected, by kind.",
@@ -285,7 +316,7 @@ func newTelemetry(reg prometheus.Registerer) telemetry {
 			t.bound[r][code] = t.requests.WithLabelValues(routeNames[r], strconv.Itoa(code))
 		}
 	}
-	reg.MustRegister(t.requests, faults, t.inFlight)
+	reg.MustRegister(t.requests, faults, t.inFlight, t.capacity, t.queueSeconds)
 	return t
 }
 

@@ -10,6 +10,7 @@
 //	POST /api/v1/influencers/is_suspicious upstream: the classifier, with its delay
 //	GET  /admin/influencers/{pk}           test only: current values, no step
 //	POST /admin/influencers/{pk}           test only: set followerCount and/or followingCount
+//	GET, POST /admin/capacity?rps=N         test only: read or change the requests/s served (Config.Capacity)
 //	GET  /metrics, /-/healthy, /-/ready, / the simulator's own telemetry and landing page
 //
 // The admin routes, /metrics, the health checks and the landing page do not

@@ -15,11 +15,13 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/alecthomas/kong"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
@@ -39,6 +41,9 @@ type cli struct {
 	Scrape          bool          `name:"scrape" default:"true" negatable:"" help:"Also measure the CPU of one full scrape, plain and gzipped."`
 	ExporterArgs    []string      `name:"exporter.arg" help:"Extra flag for every exporter (repeatable)."`
 	SimArgs         []string      `name:"sim.arg" help:"Extra flag for every simulator (repeatable)."`
+	SimCapacity     float64       `name:"sim.capacity" default:"0" help:"Requests/s every simulator serves, one at a time like the reference server's one Node thread (mockstagram-sim --capacity); 0 = unlimited."`
+	CapacityChange  float64       `name:"sim.capacity-change" default:"-1" help:"Change every simulator's capacity to this many requests/s (0 = unlimited) sim.capacity-change-after into the measurement, and report how long the exporters took to find the new knee; -1 = no change."`
+	ChangeAfter     time.Duration `name:"sim.capacity-change-after" default:"30s" help:"When to change the capacity, from the start of the measurement."`
 	JSON            string        `name:"json" help:"Also write the results as JSON to this file."`
 }
 
@@ -76,6 +81,77 @@ type results struct {
 	Errors             map[string]float64
 	SuspiciousChecks   float64 // successful classifier calls during the measurement, all shards
 	SuspiciousPerSec   float64
+	SimCapacity        float64 // requests/s per simulator; 0 = unlimited
+	// The exporters' view of the upstreams at the end (summed over shards
+	// per upstream; limits listed per shard and upstream).
+	Upstreams          []upstreamView
+	SampleAgeP50       float64 // seconds, worst shard
+	SampleAgeP99       float64
+	OldestSampleAge    float64
+	KneeSeconds        float64 `json:",omitempty"` // from the exporters' start until every upstream's capacity estimate was within 10% of the truth
+	CapacityChangedTo  float64 `json:",omitempty"`
+	KneeAfterChangeSec float64 `json:",omitempty"` // from the change until the same held for the new capacity
+}
+
+type upstreamView struct {
+	URL       string
+	Limits    []float64 // per shard
+	Capacity  float64   // estimate, summed over shards
+	Demand    float64   // summed over shards
+	Saturated []float64 // per shard
+}
+
+// kneeWatch samples the exporters' capacity estimates until every
+// upstream's (summed over shards) is within 10% of want and saturated in
+// every shard, and reports when that first held.
+type kneeWatch struct {
+	found chan time.Duration
+}
+
+func watchKnee(ctx context.Context, expURLs []string, want float64, since time.Time) *kneeWatch {
+	k := &kneeWatch{found: make(chan time.Duration, 1)}
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(250 * time.Millisecond):
+			}
+			capacity := map[string]float64{}
+			ok := true
+			for _, u := range expURLs {
+				mfs, err := promtext.Fetch(http.DefaultClient, u+"/telemetry")
+				if err != nil {
+					ok = false
+					break
+				}
+				for _, m := range mfs.Series("mockstagram_exporter_upstream_capacity_polls_per_second") {
+					capacity[promtext.Label(m, "upstream")] += m.GetGauge().GetValue()
+				}
+				for _, m := range mfs.Series("mockstagram_exporter_upstream_saturated") {
+					ok = ok && m.GetGauge().GetValue() == 1
+				}
+			}
+			for _, v := range capacity {
+				ok = ok && math.Abs(v-want) <= 0.1*want
+			}
+			if ok && len(capacity) > 0 {
+				k.found <- time.Since(since)
+				return
+			}
+		}
+	}()
+	return k
+}
+
+// wait returns the time to the knee, or 0 if it has not been found.
+func (k *kneeWatch) wait() float64 {
+	select {
+	case t := <-k.found:
+		return t.Seconds()
+	default:
+		return 0
+	}
 }
 
 func run(ctx context.Context, c *cli, out io.Writer) error {
@@ -85,12 +161,14 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	var sims, exps []*proc.Proc
 	var simURLs, expURLs []string
 	for i := range c.Sims {
-		p, err := st.Start(ctx, fmt.Sprintf("sim-%d", i), stack.Simulator{PKs: pks, Seed: 1, LogLevel: "warn", Extra: c.SimArgs})
+		p, err := st.Start(ctx, fmt.Sprintf("sim-%d", i), stack.Simulator{PKs: pks, Seed: 1, LogLevel: "warn",
+			Extra: append([]string{"--capacity=" + strconv.FormatFloat(c.SimCapacity, 'f', -1, 64)}, c.SimArgs...)})
 		if err != nil {
 			return err
 		}
 		sims, simURLs = append(sims, p.Proc), append(simURLs, p.URL)
 	}
+	expStart := time.Now()
 	for i := range c.Shards {
 		p, err := st.Start(ctx, fmt.Sprintf("exporter-%d", i), stack.Exporter{Upstreams: simURLs, PKs: pks,
 			Shard: pkrange.Shard{Index: i, Count: c.Shards}, PollInterval: c.PollInterval, PollConcurrency: c.PollConcurrency,
@@ -100,8 +178,15 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		}
 		exps, expURLs = append(exps, p.Proc), append(expURLs, p.URL)
 	}
-	fmt.Fprintf(out, "polling %d influencers every %s with %d exporter shard(s) against %d simulator(s); warm-up cycle...\n",
-		c.PKCount, c.PollInterval, c.Shards, c.Sims)
+	fmt.Fprintf(out, "polling %d influencers every %s with %d exporter shard(s) against %d simulator(s) (capacity %s); warm-up cycle...\n",
+		c.PKCount, c.PollInterval, c.Shards, c.Sims, capacityString(c.SimCapacity))
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	saturating := c.SimCapacity > 0 && c.SimCapacity*float64(c.Sims) < float64(c.PKCount)/c.PollInterval.Seconds()
+	var knee *kneeWatch
+	if saturating {
+		knee = watchKnee(wctx, expURLs, c.SimCapacity, expStart)
+	}
 
 	before, err := waitForCycles(ctx, st, expURLs, 1, nil)
 	if err != nil {
@@ -111,6 +196,26 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	expCPU0, simCPU0 := cpu(exps), cpu(sims)
 	simReq0 := simRequests(simURLs)
 	fmt.Fprintf(out, "measuring %d cycle(s)...\n", c.Cycles)
+	var kneeChange *kneeWatch
+	if c.CapacityChange >= 0 {
+		go func() {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(c.ChangeAfter):
+			}
+			for _, u := range simURLs {
+				resp, err := http.Post(u+"/admin/capacity?rps="+strconv.FormatFloat(c.CapacityChange, 'f', -1, 64), "", nil)
+				if err == nil {
+					resp.Body.Close()
+				}
+			}
+			fmt.Fprintf(out, "  capacity changed to %s per simulator\n", capacityString(c.CapacityChange))
+		}()
+		if c.CapacityChange > 0 && c.CapacityChange*float64(c.Sims) < float64(c.PKCount)/c.PollInterval.Seconds() {
+			kneeChange = watchKnee(wctx, expURLs, c.CapacityChange, t0.Add(c.ChangeAfter))
+		}
+	}
 	var coverage []float64
 	after, err := waitForCycles(ctx, st, expURLs, float64(1+c.Cycles), func(shard int, mfs promtext.Families) {
 		cov := mfs.Sum("mockstagram_exporter_last_cycle_coverage_ratio")
@@ -157,6 +262,56 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 			before[i].Sum("mockstagram_exporter_suspicious_checks_total", "outcome", "success")
 	}
 	r.SuspiciousPerSec = r.SuspiciousChecks / elapsed.Seconds()
+	r.SimCapacity = c.SimCapacity
+	views := map[string]*upstreamView{}
+	var order []string
+	for i := range after {
+		view := func(m *dto.Metric) *upstreamView {
+			u := promtext.Label(m, "upstream")
+			if views[u] == nil {
+				views[u] = &upstreamView{URL: u}
+				order = append(order, u)
+			}
+			return views[u]
+		}
+		for _, m := range after[i].Series("mockstagram_exporter_upstream_concurrency_limit") {
+			v := view(m)
+			v.Limits = append(v.Limits, m.GetGauge().GetValue())
+		}
+		for _, m := range after[i].Series("mockstagram_exporter_upstream_saturated") {
+			v := view(m)
+			v.Saturated = append(v.Saturated, m.GetGauge().GetValue())
+		}
+		for _, m := range after[i].Series("mockstagram_exporter_upstream_capacity_polls_per_second") {
+			view(m).Capacity += m.GetGauge().GetValue()
+		}
+		for _, m := range after[i].Series("mockstagram_exporter_upstream_demand_polls_per_second") {
+			view(m).Demand += m.GetGauge().GetValue()
+		}
+		for _, m := range after[i].Series("mockstagram_exporter_sample_age_seconds") {
+			for _, q := range m.GetSummary().GetQuantile() {
+				switch q.GetQuantile() {
+				case 0.5:
+					r.SampleAgeP50 = math.Max(r.SampleAgeP50, q.GetValue())
+				case 0.99:
+					r.SampleAgeP99 = math.Max(r.SampleAgeP99, q.GetValue())
+				}
+			}
+		}
+		r.OldestSampleAge = math.Max(r.OldestSampleAge, after[i].Sum("mockstagram_exporter_oldest_sample_age_seconds"))
+	}
+	for _, u := range order {
+		r.Upstreams = append(r.Upstreams, *views[u])
+	}
+	if knee != nil {
+		r.KneeSeconds = knee.wait()
+	}
+	if c.CapacityChange >= 0 {
+		r.CapacityChangedTo = c.CapacityChange
+	}
+	if kneeChange != nil {
+		r.KneeAfterChangeSec = kneeChange.wait()
+	}
 	for _, p := range exps {
 		rss, _ := p.RSS()
 		r.ExporterRSSMiB = append(r.ExporterRSSMiB, float64(rss)/(1<<20))
@@ -250,6 +405,17 @@ func report(out io.Writer, r results) {
 	row("poll latency p50 / p99", "%.2f ms / %.2f ms", r.PollLatencyP50Ms, r.PollLatencyP99Ms)
 	row("exporter RSS", "%s MiB", fmtList(r.ExporterRSSMiB))
 	row("suspicious checks answered", "%.0f (%.1f/s)", r.SuspiciousChecks, r.SuspiciousPerSec)
+	row("simulator capacity", "%s", capacityString(r.SimCapacity))
+	for _, u := range r.Upstreams {
+		row("upstream "+u.URL, "limit %s, saturated %s, capacity estimate %.0f/s, needed %.0f/s", fmtList(u.Limits), fmtList(u.Saturated), u.Capacity, u.Demand)
+	}
+	row("sample age median / p99 / oldest (worst shard)", "%.1f s / %.1f s / %.1f s", r.SampleAgeP50, r.SampleAgeP99, r.OldestSampleAge)
+	if r.KneeSeconds > 0 {
+		row("knee found after start", "%.1f s", r.KneeSeconds)
+	}
+	if r.CapacityChangedTo > 0 {
+		row("knee found after the capacity changed to "+capacityString(r.CapacityChangedTo), "%s", kneeString(r.KneeAfterChangeSec))
+	}
 	if r.ScrapePlainMB > 0 {
 		row("one full scrape of shard 0, plain (CPU beyond polling)", "%.0f ms, %.1f MB", r.ScrapePlainCPUMs, r.ScrapePlainMB)
 		row("one full scrape of shard 0, gzip (CPU beyond polling)", "%.0f ms, %.1f MB", r.ScrapeGzipCPUMs, r.ScrapeGzipMB)
@@ -262,6 +428,20 @@ func report(out io.Writer, r results) {
 	}
 	sort.Strings(errs)
 	row("failed polls by reason", "%s", strings.Join(append(errs, ""), " "))
+}
+
+func capacityString(rps float64) string {
+	if rps <= 0 {
+		return "unlimited"
+	}
+	return fmt.Sprintf("%.0f requests/s", rps)
+}
+
+func kneeString(s float64) string {
+	if s <= 0 {
+		return "not found"
+	}
+	return fmt.Sprintf("%.1f s", s)
 }
 
 func fmtList(v []float64) string {

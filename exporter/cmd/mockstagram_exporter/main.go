@@ -43,6 +43,8 @@ type cli struct {
 	PollRetryBackoff time.Duration `name:"poll.retry-backoff" default:"1s" help:"Delay before the first retry; doubles with each attempt."`
 	CoverageMaxAge   time.Duration `name:"coverage.max-age" default:"0s" help:"A sample younger than this counts as fresh in the coverage metrics; 0 means poll.interval + poll.timeout."`
 
+	PollAdaptiveConcurrency bool `name:"poll.adaptive-concurrency" default:"true" negatable:"" help:"Find each upstream's in-flight limit at run time from its latency, between 4 and poll.concurrency (then a ceiling): an upstream slower than the schedule is polled at its capacity with a short queue. --no-poll.adaptive-concurrency keeps poll.concurrency in flight whatever the latency."`
+
 	// The classifier's defaults are exporter.DefaultSuspiciousConfig's,
 	// passed in as kong variables (vars), so they are written down once.
 	SuspiciousEnabled      bool          `name:"suspicious.enabled" default:"${suspicious_enabled}" negatable:"" help:"Ask Mockstagram's classifier for every owned pk's suspicious verdict once per suspicious.period."`
@@ -137,6 +139,7 @@ func (c *cli) config() (exporter.Config, error) {
 		StateDir:      c.StateDir,
 		StateInterval: c.StateInterval,
 	}
+	cfg.FixedConcurrency = !c.PollAdaptiveConcurrency
 	// Before Validate, which wants the directory to exist.
 	if err := makeStateDir(cfg.StateDir); err != nil {
 		return cfg, err

@@ -42,6 +42,8 @@ type cli struct {
 	Drift          bool  `name:"drift" default:"${drift}" negatable:"" env:"MOCKSTAGRAM_SIM_DRIFT" help:"Step an influencer's counts on every GET, like upstream (--drift=false freezes them)."`
 	NotFoundStatus int   `name:"not-found.status" default:"${not_found_status}" enum:"500,400" env:"MOCKSTAGRAM_SIM_NOT_FOUND_STATUS" help:"HTTP status for an unknown pk (${enum}; 500 is the reference server, 400 its later variant)."`
 
+	Capacity float64 `name:"capacity" default:"0" env:"MOCKSTAGRAM_SIM_CAPACITY" help:"API requests/s served, one at a time in arrival order like the reference server's one Node thread (measured 4.1k-7.1k/s): beyond it requests queue and latency grows; nothing is refused. 0 is unlimited. POST /admin/capacity?rps=N changes it while running."`
+
 	SuspiciousDelayMean   time.Duration `name:"suspicious.delay.mean" default:"${suspicious_delay_mean}" env:"MOCKSTAGRAM_SIM_SUSPICIOUS_DELAY_MEAN" help:"Mean classifier delay (duration)."`
 	SuspiciousDelayStddev time.Duration `name:"suspicious.delay.stddev" default:"${suspicious_delay_stddev}" env:"MOCKSTAGRAM_SIM_SUSPICIOUS_DELAY_STDDEV" help:"Standard deviation of the classifier delay (duration; negative draws answer at once)."`
 	SuspiciousDelayMax    time.Duration `name:"suspicious.delay.max" default:"0s" env:"MOCKSTAGRAM_SIM_SUSPICIOUS_DELAY_MAX" help:"Cap on the classifier delay (duration; 0 means no cap)."`
@@ -66,6 +68,7 @@ func (c *cli) config(logger *slog.Logger) simulator.Config {
 		Seed:                  c.Seed,
 		Drift:                 c.Drift,
 		NotFoundStatus:        c.NotFoundStatus,
+		Capacity:              c.Capacity,
 		SuspiciousDelayMean:   c.SuspiciousDelayMean,
 		SuspiciousDelayStddev: c.SuspiciousDelayStddev,
 		SuspiciousDelayMax:    c.SuspiciousDelayMax,
@@ -145,6 +148,7 @@ func serve(ctx context.Context, c *cli, logger *slog.Logger) error {
 		"pk.min", c.PKMin, "pk.max", c.PKMax,
 		"seed", srv.Seed(), "drift", c.Drift,
 		"not_found_status", c.NotFoundStatus,
+		"capacity_rps", c.Capacity,
 		"faults", c.config(nil).Faults.String(),
 		"startup", time.Since(began).Round(time.Millisecond))
 
