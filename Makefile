@@ -1,4 +1,5 @@
 # The pipeline's build, test and run entry points. `make help` lists them.
+SHELL   := /bin/bash
 GO      ?= go
 BIN     := bin
 # -race needs cgo; it is skipped where the toolchain cannot do it.
@@ -46,10 +47,16 @@ $(addprefix $(BIN)/,$(VM_TOOLS)): $(BIN)/%: go.mod go.sum
 	@mkdir -p $(BIN)
 	$(GO) build -o $@ $(VM_PKG)/$*
 
+# The root module and the submodules are tested at the same time: the
+# root's end-to-end tests spend minutes waiting on real processes, time in
+# which the submodules compile. Each line is prefixed with its module; the
+# target fails if any module does.
 test: tools ## run every test (with the race detector where available)
-	$(GO) test $(RACE) $(TESTFLAGS) ./...
-	@for m in $(SUBMODULES); do echo "cd $$m && $(GO) test $(RACE) $(TESTFLAGS) ./..."; \
-		(cd $$m && $(GO) test $(RACE) $(TESTFLAGS) ./...) || exit 1; done
+	@pids=""; for m in . $(SUBMODULES); do \
+		echo "cd $$m && $(GO) test $(RACE) $(TESTFLAGS) ./..."; \
+		( set -o pipefail; cd $$m && $(GO) test $(RACE) $(TESTFLAGS) ./... 2>&1 | sed -u "s|^|$$m: |" ) & pids="$$pids $$!"; done; \
+	rc=0; for p in $$pids; do wait $$p || rc=1; done; \
+	if [ $$rc -ne 0 ]; then echo "make test: FAIL (see the lines above marked FAIL)"; fi; exit $$rc
 
 # Fuzz targets, one per input that comes from outside (docs/operations.md):
 # Target=package. A plain `go test` runs their seed corpora (f.Add and

@@ -90,11 +90,12 @@ func FuzzRead(f *testing.F) {
 		if err := Write(&out, h, func(i int) Record { return recs[i] }); err != nil {
 			t.Fatal(err)
 		}
-		// A verdict word of 1 (no time, suspicious) means no verdict and
+		// A verdict word of 1 (no time, suspicious) or with the top bit
+		// set (negative as an int64) means no verdict (UnpackVerdict) and
 		// is written back as 0.
 		want := bytes.Clone(data[:n])
 		for k := headerSize + 16; k < n; k += RecordSize {
-			if binary.LittleEndian.Uint64(want[k:]) == 1 {
+			if w := int64(binary.LittleEndian.Uint64(want[k:])); w == 1 || w < 0 {
 				binary.LittleEndian.PutUint64(want[k:], 0)
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,10 +26,38 @@ import (
 
 const victoriaDir = "../../../victoria"
 
-// buildBinaries builds the binaries the launcher starts into a temp dir.
+// buildBinaries builds the binaries the launcher starts (and links the
+// VictoriaMetrics ones), once for the package, into a directory removed
+// when the tests end.
 func buildBinaries(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
+	binOnce.Do(func() {
+		if binDir, binErr = build(); binErr != nil {
+			return
+		}
+		for _, name := range []string{"victoria-metrics", "vmalert"} {
+			if binErr = os.Symlink(vmtest.Binary(t, name), filepath.Join(binDir, name)); binErr != nil {
+				return
+			}
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binDir
+}
+
+var (
+	binOnce sync.Once
+	binDir  string
+	binErr  error
+)
+
+func build() (string, error) {
+	dir, err := os.MkdirTemp("", "mockstagram-stack-test-bin-")
+	if err != nil {
+		return "", err
+	}
 	for name, pkg := range map[string]string{
 		"mockstagram-sim":      "../../../simulator/cmd/mockstagram-sim",
 		"mockstagram_exporter": "../../../exporter/cmd/mockstagram_exporter",
@@ -36,15 +65,18 @@ func buildBinaries(t *testing.T) string {
 	} {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(dir, name), pkg).CombinedOutput()
 		if err != nil {
-			t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+			return "", fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
 		}
 	}
-	for _, name := range []string{"victoria-metrics", "vmalert"} {
-		if err := os.Symlink(vmtest.Binary(t, name), filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
+	return dir, nil
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
 	}
-	return dir
+	os.Exit(code)
 }
 
 // freeBlock finds n consecutive free loopback ports.

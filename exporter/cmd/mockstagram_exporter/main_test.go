@@ -20,14 +20,7 @@ import (
 )
 
 func TestParseDefaults(t *testing.T) {
-	c, err := parse(nil, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := c.config()
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, cfg := mustConfig(t, nil)
 	if cfg.Range != (pkrange.Range{Min: 1000000, Max: 1999999}) || cfg.Shard != (pkrange.Shard{Index: 0, Count: 1}) ||
 		cfg.Interval != time.Minute || cfg.URLs[0] != "http://127.0.0.1:3000" || c.Web.ListenAddress[0] != ":9866" {
 		t.Fatalf("defaults: %+v %+v", cfg, c)
@@ -37,14 +30,7 @@ func TestParseDefaults(t *testing.T) {
 func TestParseFlagsAndEnv(t *testing.T) {
 	t.Setenv("MOCKSTAGRAM_EXPORTER_POLL_INTERVAL", "30s")
 	t.Setenv("MOCKSTAGRAM_EXPORTER_SHARD_COUNT", "4")
-	c, err := parse([]string{"--mockstagram.url=http://a:1", "--mockstagram.url=http://b:2,http://c:3", "--shard.index=3", "--poll.concurrency=64"}, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := c.config()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cfg := mustConfig(t, []string{"--mockstagram.url=http://a:1", "--mockstagram.url=http://b:2,http://c:3", "--shard.index=3", "--poll.concurrency=64"})
 	if cfg.Interval != 30*time.Second || cfg.Shard != (pkrange.Shard{Index: 3, Count: 4}) || cfg.Concurrency != 64 ||
 		strings.Join(cfg.URLs, " ") != "http://a:1 http://b:2 http://c:3" {
 		t.Fatalf("parsed %+v", cfg)
@@ -147,14 +133,7 @@ func TestDerivedDefaults(t *testing.T) {
 // TestSuspiciousDefaults: the classifier flags default to
 // exporter.DefaultSuspiciousConfig, their one definition.
 func TestSuspiciousDefaults(t *testing.T) {
-	c, err := parse(nil, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := c.config()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, cfg := mustConfig(t, nil)
 	if want := exporter.DefaultSuspiciousConfig(); cfg.Suspicious != want {
 		t.Fatalf("flag defaults give %+v, DefaultSuspiciousConfig is %+v", cfg.Suspicious, want)
 	}
@@ -263,4 +242,19 @@ func scrape(addr string) (*http.Response, error) {
 	req, _ := http.NewRequest("GET", "http://"+addr+"/metrics", nil)
 	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "10")
 	return http.DefaultClient.Do(req)
+}
+
+// mustConfig parses args and turns them into the exporter's configuration,
+// failing the test on any error.
+func mustConfig(t *testing.T, args []string) (*cli, exporter.Config) {
+	t.Helper()
+	c, err := parse(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := c.config()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c, cfg
 }
