@@ -303,3 +303,32 @@ func TestSuspiciousBacksOffASaturatedUpstream(t *testing.T) {
 		}
 	})
 }
+
+// TestRetriesWaitForTheLimit: against a saturated upstream that fails a
+// third of its answers, retries take tokens like first attempts: the
+// upstream's queue stays short (no timeout, latency near the target), and
+// attempts, retries included, run at its capacity, not above it.
+func TestRetriesWaitForTheLimit(t *testing.T) {
+	inBubble(t, func(t *testing.T, n *memnet.Network) {
+		const max = pkMin + 3999
+		cfg := simtest.Config(pkMin, max, false)
+		cfg.Capacity = 1000
+		cfg.Faults.ErrorRatio = 0.3
+		sim, url := simtest.StartMem(t, cfg, n)
+		ecfg := testConfig([]string{url}, max, pkrange.Shard{Count: 1})
+		ecfg.Concurrency, ecfg.Pipeline, ecfg.Timeout = 512, 8, 100*time.Millisecond
+		s := startShardMem(t, n, ecfg)
+		s.waitCycles(t, 4)
+		r0, t0 := sim.Requests(), time.Now()
+		s.waitCycles(t, 8)
+		rate := float64(sim.Requests()-r0) / time.Since(t0).Seconds()
+		tel := s.scrape(t, "/telemetry", false)
+		latency := histogramMean(tel, "mockstagram_exporter_poll_duration_seconds")
+		retries := gaugeValue(tel, "mockstagram_exporter_poll_retries_total")
+		timeouts := gaugeValue(tel, "mockstagram_exporter_polls_total", "outcome", "timeout")
+		t.Logf("%.0f requests/s, mean latency %.1f ms, %v retries, %v timeouts", rate, latency*1000, retries, timeouts)
+		if rate < 950 || rate > 1010 || latency > 0.05 || retries < 1000 || timeouts != 0 {
+			t.Fatalf("retries against a saturated upstream: %.0f requests/s (capacity 1000), mean latency %.1f ms, %v retries, %v timeouts", rate, latency*1000, retries, timeouts)
+		}
+	})
+}
