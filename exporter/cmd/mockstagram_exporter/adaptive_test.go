@@ -1,7 +1,6 @@
 package main
 
 import (
-	"io"
 	"testing"
 )
 
@@ -13,14 +12,7 @@ func TestAdaptiveConcurrencyFlag(t *testing.T) {
 		if env != "" {
 			t.Setenv("MOCKSTAGRAM_EXPORTER_POLL_ADAPTIVE_CONCURRENCY", env)
 		}
-		c, err := parse(args, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := c.config()
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, cfg := mustConfig(t, args)
 		if cfg.FixedConcurrency != wantFixed {
 			t.Fatalf("%v %q: FixedConcurrency %v, want %v", args, env, cfg.FixedConcurrency, wantFixed)
 		}
