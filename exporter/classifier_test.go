@@ -32,15 +32,36 @@ type classifierTap struct {
 	maxSeen  atomic.Int64
 }
 
-// tapClassifier serves the tap at "tap:80" on n, in front of upstream on n.
+// tapClassifier serves the tap on n, in front of upstream on n.
 func tapClassifier(t *testing.T, n *memnet.Network, upstream string) *classifierTap {
+	t.Helper()
+	tap := &classifierTap{}
+	tap.URL = classifierProxy(t, n, "tap", upstream, func(w http.ResponseWriter, r *http.Request, pk int64, forward func()) {
+		tap.mu.Lock()
+		tap.arrivals = append(tap.arrivals, time.Now())
+		tap.pks = append(tap.pks, pk)
+		tap.mu.Unlock()
+		n := tap.inflight.Add(1)
+		for m := tap.maxSeen.Load(); n > m && !tap.maxSeen.CompareAndSwap(m, n); m = tap.maxSeen.Load() {
+		}
+		defer tap.inflight.Add(-1)
+		forward()
+	})
+	return tap
+}
+
+// classifierProxy serves a reverse proxy to upstream on n (at a fresh
+// name-<k>:80) and returns its URL. Every request goes through to
+// upstream, but a classifier call goes to check first, with the pk it
+// posts; check forwards it or answers itself.
+func classifierProxy(t *testing.T, n *memnet.Network, name, upstream string,
+	check func(w http.ResponseWriter, r *http.Request, pk int64, forward func())) string {
 	t.Helper()
 	u, _ := url.Parse(upstream)
 	proxy := httputil.NewSingleHostReverseProxy(u)
 	tr := &http.Transport{DialContext: n.Dial}
 	proxy.Transport = tr
 	proxy.ErrorLog = log.New(io.Discard, "", 0) // calls cut at shutdown are expected
-	tap := &classifierTap{}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !strings.HasSuffix(r.URL.Path, "/is_suspicious") {
 			proxy.ServeHTTP(w, r)
@@ -50,24 +71,12 @@ func tapClassifier(t *testing.T, n *memnet.Network, upstream string) *classifier
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		var posted struct{ PK int64 }
 		json.Unmarshal(body, &posted)
-		tap.mu.Lock()
-		tap.arrivals = append(tap.arrivals, time.Now())
-		tap.pks = append(tap.pks, posted.PK)
-		tap.mu.Unlock()
-		n := tap.inflight.Add(1)
-		for m := tap.maxSeen.Load(); n > m && !tap.maxSeen.CompareAndSwap(m, n); m = tap.maxSeen.Load() {
-		}
-		defer tap.inflight.Add(-1)
-		proxy.ServeHTTP(w, r)
+		check(w, r, posted.PK, func() { proxy.ServeHTTP(w, r) })
 	})}
-	ln, err := n.Listen("tap:80")
-	if err != nil {
-		t.Fatal(err)
-	}
+	ln := n.ListenUnique(name)
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close(); tr.CloseIdleConnections() })
-	tap.URL = "http://tap:80"
-	return tap
+	return "http://" + ln.Addr().String()
 }
 
 func (c *classifierTap) calls() []time.Time {

@@ -435,14 +435,13 @@ func (e *Exporter) LastCycle() (CycleReport, bool) {
 	return *r, true
 }
 
-// Freshness scans the store for fresh samples.
+// Freshness scans the store once for fresh samples and sample ages.
 func (e *Exporter) Freshness() Freshness {
 	now := time.Now()
-	fresh, polled, oldest := e.store.Freshness(now.Add(-e.cfg.MaxAge).UnixMilli())
-	f := Freshness{Owned: e.store.Len(), Fresh: fresh, Polled: polled}
-	if oldest > 0 {
-		f.OldestAge = now.Sub(time.UnixMilli(oldest))
+	a := e.store.Ages(now.UnixMilli(), now.Add(-e.cfg.MaxAge).UnixMilli())
+	f := Freshness{Owned: e.store.Len(), Fresh: a.Fresh, Polled: a.Polled, AgeP50: a.P50, AgeP99: a.P99, AgeSum: a.Sum}
+	if a.OldestMs > 0 {
+		f.OldestAge = now.Sub(time.UnixMilli(a.OldestMs))
 	}
-	f.AgeP50, f.AgeP99, f.AgeSum = e.store.SampleAges(now.UnixMilli())
 	return f
 }

@@ -189,26 +189,6 @@ func (s *Store) OddUsernames() map[int32]string {
 	return m
 }
 
-// Freshness counts influencers polled at or after sinceMs and finds the
-// oldest poll time among those polled at all. It scans the time array only
-// (8 bytes per influencer, sequentially): about a millisecond per million.
-func (s *Store) Freshness(sinceMs int64) (fresh, polled int, oldestMs int64) {
-	for i := range s.ts {
-		t := s.TimeMs(i)
-		if t == 0 {
-			continue
-		}
-		polled++
-		if t >= sinceMs {
-			fresh++
-		}
-		if oldestMs == 0 || t < oldestMs {
-			oldestMs = t
-		}
-	}
-	return fresh, polled, oldestMs
-}
-
 // Sample ages are counted in 10 ms buckets below a minute and 10 s buckets
 // up to a day (58 KB of counters per call), so quantiles are exact to that
 // resolution.
@@ -220,22 +200,37 @@ const (
 	ageBuckets   = ageFineEnd/ageFineMs + (ageCoarseEnd-ageFineEnd)/ageCoarseMs + 1 // + overflow
 )
 
-// SampleAges returns the age of the median and the 99th-percentile sample
-// at nowMs, and the sum of all ages, over the influencers polled at least
-// once: the resolution the shard achieves.
-func (s *Store) SampleAges(nowMs int64) (p50, p99, sum time.Duration) {
+// Ages is one scan of the poll times: how current the shard's data is.
+type Ages struct {
+	Fresh, Polled int   // influencers polled at or after sinceMs; at all
+	OldestMs      int64 // the oldest poll time held; 0 when none
+	// The median and 99th-percentile sample age at nowMs, and the sum of
+	// all ages, over the influencers polled: the resolution achieved.
+	P50, P99, Sum time.Duration
+}
+
+// Ages scans the poll times once (8 bytes per influencer, sequentially,
+// about a millisecond per million) for the freshness counts and the age
+// quantiles that telemetry and the landing page show.
+func (s *Store) Ages(nowMs, sinceMs int64) Ages {
 	counts := make([]uint32, ageBuckets)
-	n := 0
+	var r Ages
 	var sumMs, maxMs int64
 	for i := range s.ts {
 		t := s.TimeMs(i)
 		if t == 0 {
 			continue
 		}
+		r.Polled++
+		if t >= sinceMs {
+			r.Fresh++
+		}
+		if r.OldestMs == 0 || t < r.OldestMs {
+			r.OldestMs = t
+		}
 		a := max(nowMs-t, 0)
 		sumMs += a
 		maxMs = max(maxMs, a)
-		n++
 		switch {
 		case a < ageFineEnd:
 			counts[a/ageFineMs]++
@@ -245,8 +240,9 @@ func (s *Store) SampleAges(nowMs int64) (p50, p99, sum time.Duration) {
 			counts[ageBuckets-1]++
 		}
 	}
+	n := r.Polled
 	if n == 0 {
-		return 0, 0, 0
+		return r
 	}
 	upper := func(b int) int64 {
 		switch {
@@ -267,7 +263,8 @@ func (s *Store) SampleAges(nowMs int64) (p50, p99, sum time.Duration) {
 		}
 		return time.Duration(maxMs) * time.Millisecond
 	}
-	return q(0.5), q(0.99), time.Duration(sumMs) * time.Millisecond
+	r.P50, r.P99, r.Sum = q(0.5), q(0.99), time.Duration(sumMs)*time.Millisecond
+	return r
 }
 
 // Verdict is the classifier's latest judgement of one influencer.

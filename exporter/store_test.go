@@ -3,6 +3,7 @@ package exporter
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 )
@@ -109,8 +110,17 @@ func TestStoreFreshness(t *testing.T) {
 	s.Set(0, Sample{TimeMs: 100})
 	s.Set(1, Sample{TimeMs: 200})
 	s.Set(2, Sample{TimeMs: 300})
-	fresh, polled, oldest := s.Freshness(200)
-	if fresh != 2 || polled != 3 || oldest != 100 {
-		t.Fatalf("Freshness(200) = %d, %d, %d; want 2, 3, 100", fresh, polled, oldest)
+	a := s.Ages(400, 200)
+	if a.Fresh != 2 || a.Polled != 3 || a.OldestMs != 100 {
+		t.Fatalf("Ages(400, 200) = %+v; want 2 fresh, 3 polled, oldest 100", a)
+	}
+	// Ages 300, 200, 100 ms: the median is read as the top of its 10 ms
+	// bucket, 210 ms; the 99th percentile is the oldest, 300 ms; the sum
+	// 600 ms.
+	if a.P50 != 210*time.Millisecond || a.P99 != 300*time.Millisecond || a.Sum != 600*time.Millisecond {
+		t.Fatalf("ages p50 %s p99 %s sum %s; want 210ms, 300ms, 600ms", a.P50, a.P99, a.Sum)
+	}
+	if e := NewStore(s.PKs()).Ages(400, 200); e != (Ages{}) {
+		t.Fatalf("an empty store: %+v", e)
 	}
 }

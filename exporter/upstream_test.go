@@ -1,13 +1,8 @@
 package exporter_test
 
 import (
-	"bytes"
-	"encoding/json"
 	"io"
-	"log"
 	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -212,45 +207,27 @@ func TestSaturatedUpstreamBesideFastOne(t *testing.T) {
 	})
 }
 
-// resetFirstCall serves "reset:80" on n: the first classifier call of each
-// pk has its connection closed unanswered, like a saturated upstream or one
-// closing a reused keep-alive connection; everything else goes to upstream.
+// resetFirstCall serves a proxy to upstream on n whose first classifier
+// call of each pk has its connection closed unanswered, like a saturated
+// upstream or one closing a reused keep-alive connection; everything else
+// goes through.
 func resetFirstCall(t *testing.T, n *memnet.Network, upstream string) string {
 	t.Helper()
-	u, _ := url.Parse(upstream)
-	proxy := httputil.NewSingleHostReverseProxy(u)
-	tr := &http.Transport{DialContext: n.Dial}
-	proxy.Transport = tr
-	proxy.ErrorLog = log.New(io.Discard, "", 0)
 	var mu sync.Mutex
 	seen := map[int64]bool{}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/is_suspicious") {
-			body, _ := io.ReadAll(r.Body)
-			r.Body = io.NopCloser(bytes.NewReader(body))
-			var posted struct{ PK int64 }
-			json.Unmarshal(body, &posted)
-			mu.Lock()
-			first := !seen[posted.PK]
-			seen[posted.PK] = true
-			mu.Unlock()
-			if first {
-				conn, _, err := http.NewResponseController(w).Hijack()
-				if err == nil {
-					conn.Close()
-				}
-				return
-			}
+	return classifierProxy(t, n, "reset", upstream, func(w http.ResponseWriter, r *http.Request, pk int64, forward func()) {
+		mu.Lock()
+		first := !seen[pk]
+		seen[pk] = true
+		mu.Unlock()
+		if !first {
+			forward()
+			return
 		}
-		proxy.ServeHTTP(w, r)
-	})}
-	ln, err := n.Listen("reset:80")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close(); tr.CloseIdleConnections() })
-	return "http://reset:80"
+		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
+			conn.Close()
+		}
+	})
 }
 
 // TestSuspiciousResetIsCountedAsReset: a classifier call whose connection

@@ -104,14 +104,7 @@ func TestConfigErrors(t *testing.T) {
 func TestDerivedDefaults(t *testing.T) {
 	f := func(args []string, timeout time.Duration, pipeline int) {
 		t.Helper()
-		c, err := parse(args, io.Discard)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := c.config()
-		if err != nil {
-			t.Fatalf("%q: %v", args, err)
-		}
+		_, cfg := mustConfig(t, args)
 		if cfg.Timeout != timeout || cfg.Pipeline != pipeline {
 			t.Fatalf("%q: poll.timeout %s, poll.pipeline %d; want %s, %d", args, cfg.Timeout, cfg.Pipeline, timeout, pipeline)
 		}
@@ -250,11 +243,11 @@ func mustConfig(t *testing.T, args []string) (*cli, exporter.Config) {
 	t.Helper()
 	c, err := parse(args, io.Discard)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%q: %v", args, err)
 	}
 	cfg, err := c.config()
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%q: %v", args, err)
 	}
 	return c, cfg
 }
