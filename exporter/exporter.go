@@ -47,6 +47,10 @@ type Config struct {
 
 	Suspicious SuspiciousConfig // the daily classifier checks; zero = off
 
+	// Steps decides which one-poll changes are published as step series
+	// (steps.go); the zero value is DefaultStepThresholds.
+	Steps StepThresholds
+
 	StateDir      string        // where the state file lives; "" = no state, every start is cold
 	StateInterval time.Duration // how often the state is saved while running (and always at the end of Run)
 }
@@ -115,6 +119,7 @@ type Exporter struct {
 	tel        *telemetry
 	pollLogs   [numReasons]logLimiter // one poll error line per reason per LogInterval
 	scrapes    scrapeLog              // when each /metrics target was last served whole
+	delivered  deliveries             // per scraper and target, what it has had (delivery.go)
 	classifier *classifier            // nil when suspicious checks are off
 
 	started   atomic.Bool
@@ -155,6 +160,10 @@ func New(cfg Config) (*Exporter, error) {
 	}
 	pks := pkrange.Owned(cfg.Range, cfg.Shard)
 	e := &Exporter{cfg: cfg, log: cfg.Logger, store: NewStore(pks)}
+	if cfg.Steps == (StepThresholds{}) {
+		cfg.Steps = DefaultStepThresholds
+	}
+	e.store.SetStepThresholds(cfg.Steps)
 	e.expo = NewExposition(e.store)
 	for _, u := range cfg.URLs {
 		up, err := NewUpstream(u, cfg.TLSConfig)

@@ -32,6 +32,7 @@ type telemetry struct {
 	renderSeconds *prometheus.HistogramVec
 	renderBytes   *prometheus.CounterVec
 	logsDropped   prometheus.Counter
+	scrapes       *prometheus.CounterVec // served-once scrapes by outcome
 
 	checks *checkTelemetry
 
@@ -128,7 +129,9 @@ func newTelemetry(upstreams []*Upstream, limiters []*limiter, owned int, interva
 	}, []string{"encoding"})
 	t.renderBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "render_bytes_total", Help: "Bytes of influencer exposition sent, after compression."}, []string{"encoding"})
 	t.logsDropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "log_messages_suppressed_total", Help: "Poll error log lines suppressed by the per-reason rate limit."})
-	for _, c := range []prometheus.Collector{t.inflight, t.retries, t.missed, t.expired, t.deferred, t.cycles, t.lastCycleCoverage, t.lastCycleDuration, t.lastCycleFailed, t.lastCycleMissed, t.renderSeconds, t.renderBytes, t.logsDropped} {
+	t.scrapes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "served_once_scrapes_total",
+		Help: "Scrapes of /metrics by a named scraper (?scraper=): delivered (written whole within 90% of the scrape timeout), late (written whole after it; served again) or aborted (the scraper hung up; served again)."}, []string{"outcome"})
+	for _, c := range []prometheus.Collector{t.inflight, t.retries, t.missed, t.expired, t.deferred, t.cycles, t.lastCycleCoverage, t.lastCycleDuration, t.lastCycleFailed, t.lastCycleMissed, t.renderSeconds, t.renderBytes, t.logsDropped, t.scrapes} {
 		f(c)
 	}
 
