@@ -164,7 +164,7 @@ func TestExporterMirrorsSimulator(t *testing.T) {
 			mfs := s.scrape(t, "/metrics", gz)
 			followers := byPK(t, mfs[exporter.MetricFollowers])
 			following := byPK(t, mfs[exporter.MetricFollowing])
-			info := byPK(t, mfs[exporter.MetricInfo])
+			info := byPK(t, s.scrape(t, "/metrics/info", gz)[exporter.MetricInfo])
 			if len(followers) != 2000 || len(following) != 2000 || len(info) != 2000 {
 				t.Fatalf("exposed %d/%d/%d influencers, want 2000", len(followers), len(following), len(info))
 			}

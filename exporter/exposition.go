@@ -16,6 +16,9 @@ const (
 	MetricFollowing  = "mockstagram_influencer_following"
 	MetricInfo       = "mockstagram_influencer_info"
 	MetricSuspicious = "mockstagram_influencer_suspicious"
+	// The sparse step series (steps.go).
+	MetricFollowersStep = "mockstagram_influencer_followers_step"
+	MetricFollowingStep = "mockstagram_influencer_following_step"
 )
 
 const renderFlushSize = 128 << 10
@@ -53,10 +56,13 @@ func SliceBounds(length, k, n int) (lo, hi int) {
 	return k * length / n, (k + 1) * length / n
 }
 
-// Exposition renders a Store as the Prometheus text exposition. The store
-// knows nothing of it; it keeps the one thing worth caching, the
-// gzip-compressed info series, which change only when an influencer is
-// first polled or renamed (Store.infoGen).
+// Exposition renders a Store as the Prometheus text exposition, in two
+// documents: the counts (followers, following, the step series and the
+// verdicts, on /metrics), which change every poll and are served once per
+// scraper (delivery.go), and the info series (on /metrics/info), which
+// change only when an influencer is first polled or renamed and are
+// scraped rarely. The store knows nothing of it; it keeps the one thing
+// worth caching, the gzip-compressed info series (Store.infoGen).
 type Exposition struct {
 	s         *Store
 	cacheMu   sync.Mutex
@@ -68,18 +74,32 @@ func NewExposition(s *Store) *Exposition {
 	return &Exposition{s: s, infoCache: map[[2]int]infoBlock{}}
 }
 
-// Write streams the Prometheus text exposition of the influencers at
-// indexes [lo, hi) to w: followers and following, each with its poll time
-// as the sample timestamp, the verdicts with theirs, then the info series
-// carrying the username. Influencers never polled are absent. It returns
-// the bytes written.
+// Write streams the counts of the influencers at indexes [lo, hi) to w:
+// followers and following, each with its poll time as the sample
+// timestamp, the step series, and the verdicts with theirs. Influencers
+// never polled are absent. It returns the bytes written.
 func (x *Exposition) Write(w io.Writer, lo, hi int) (int64, error) {
+	return x.WriteWindow(w, lo, hi, Everything)
+}
+
+// WriteWindow is Write restricted to the samples and verdicts whose
+// delivery sequence number is inside win.
+func (x *Exposition) WriteWindow(w io.Writer, lo, hi int, win Window) (int64, error) {
 	s := x.s
 	r := &renderer{w: w, buf: make([]byte, 0, renderFlushSize+256)}
-	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true)
-	s.renderValues(r, lo, hi, MetricFollowing, helpFollowing, false)
-	s.renderVerdicts(r, lo, hi)
-	s.renderInfo(r, lo, hi)
+	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true, win)
+	s.renderValues(r, lo, hi, MetricFollowing, helpFollowing, false, win)
+	s.renderSteps(r, lo, hi, win)
+	s.renderVerdicts(r, lo, hi, win)
+	r.flush()
+	return r.n, r.err
+}
+
+// WriteInfo streams the info series of [lo, hi): one per influencer ever
+// polled, carrying its username, without timestamp.
+func (x *Exposition) WriteInfo(w io.Writer, lo, hi int) (int64, error) {
+	r := &renderer{w: w, buf: make([]byte, 0, renderFlushSize+256)}
+	x.s.renderInfo(r, lo, hi)
 	r.flush()
 	return r.n, r.err
 }
@@ -91,26 +111,19 @@ const (
 	helpSuspicious = "1 when Mockstagram's classifier judged the influencer suspicious at its latest daily check, else 0; the sample timestamp is the time of the verdict. Absent until the first verdict."
 )
 
-// WriteGzip writes the same exposition as Write,
-// gzip-compressed, as two gzip members: the counts, compressed anew, and
-// the info series, which change only when an influencer is first polled or
-// renames, compressed once and reused. Every gzip reader (Go's, zlib's,
-// curl's, VictoriaMetrics' and Prometheus' scrapers) reads concatenated
-// members as one stream. It saves about a third of the compression work.
-func (x *Exposition) WriteGzip(w io.Writer, gz *gzip.Writer, lo, hi int) error {
-	s := x.s
+// WriteGzip writes the same document as WriteWindow, gzip-compressed.
+func (x *Exposition) WriteGzip(w io.Writer, gz *gzip.Writer, lo, hi int, win Window) error {
 	gz.Reset(w)
-	r := &renderer{w: gz, buf: make([]byte, 0, renderFlushSize+256)}
-	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true)
-	s.renderValues(r, lo, hi, MetricFollowing, helpFollowing, false)
-	s.renderVerdicts(r, lo, hi)
-	r.flush()
-	if r.err != nil {
-		return r.err
-	}
-	if err := gz.Close(); err != nil {
+	if _, err := x.WriteWindow(gz, lo, hi, win); err != nil {
 		return err
 	}
+	return gz.Close()
+}
+
+// WriteInfoGzip writes the info series of [lo, hi) gzip-compressed, from a
+// cache when no influencer of the store was first polled or renamed since
+// the last call.
+func (x *Exposition) WriteInfoGzip(w io.Writer, gz *gzip.Writer, lo, hi int) error {
 	_, err := w.Write(x.gzipInfo(gz, lo, hi))
 	return err
 }
@@ -148,7 +161,7 @@ type infoBlock struct {
 	data []byte
 }
 
-func (s *Store) renderValues(r *renderer, lo, hi int, name, help string, followers bool) {
+func (s *Store) renderValues(r *renderer, lo, hi int, name, help string, followers bool, win Window) {
 	r.buf = appendHeader(r.buf, name, help)
 	if lo >= hi {
 		return
@@ -173,8 +186,8 @@ func (s *Store) renderValues(r *renderer, lo, hi int, name, help string, followe
 				hl = head.end - 1
 			}
 		}
-		smp, ok := s.Get(i)
-		if !ok {
+		smp, seq, ok := s.getSeq(i)
+		if !ok || !win.has(seq) {
 			continue
 		}
 		v := smp.Following
@@ -196,10 +209,12 @@ func (s *Store) renderValues(r *renderer, lo, hi int, name, help string, followe
 }
 
 // renderVerdicts writes the suspicious flag of every influencer with a
-// verdict, timestamped with the verdict's time. The flag changes once a day,
-// so VictoriaMetrics stores one sample per verdict: the repeats of every
-// scrape carry the same timestamp and are deduplicated.
-func (s *Store) renderVerdicts(r *renderer, lo, hi int) {
+// verdict inside win, timestamped with the verdict's time. Served once
+// (delivery.go), a verdict reaches the scraper in the first scrape after it
+// was made, so its timestamp is never older than VictoriaMetrics'
+// -search.cacheTimestampOffset (5 m), which would reset the rollup result
+// cache that dashboards rely on.
+func (s *Store) renderVerdicts(r *renderer, lo, hi int, win Window) {
 	r.buf = appendHeader(r.buf, MetricSuspicious, helpSuspicious)
 	if lo >= hi {
 		return
@@ -216,8 +231,8 @@ func (s *Store) renderVerdicts(r *renderer, lo, hi int) {
 				hl = head.end - 1
 			}
 		}
-		v := s.Verdict(i)
-		if v.TimeMs == 0 {
+		v, seq := s.verdictSeq(i)
+		if v.TimeMs == 0 || !win.has(seq) {
 			continue
 		}
 		b := append(r.buf, head.buf...)

@@ -70,7 +70,7 @@ func BenchmarkRender1M(b *testing.B) {
 		x := NewExposition(s)
 		for b.Loop() {
 			cw.N = 0
-			x.WriteGzip(cw, gz, 0, s.Len())
+			x.WriteGzip(cw, gz, 0, s.Len(), Everything)
 		}
 		b.ReportMetric(float64(cw.N)/1e6, "MB/scrape")
 	})

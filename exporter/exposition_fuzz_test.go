@@ -135,7 +135,16 @@ func FuzzExposition(f *testing.F) {
 			return out
 		}
 		followers, following := series(exporter.MetricFollowers, ""), series(exporter.MetricFollowing, "")
-		info, verdicts := series(exporter.MetricInfo, "username"), series(exporter.MetricSuspicious, "")
+		verdicts := series(exporter.MetricSuspicious, "")
+		var infoText bytes.Buffer
+		if _, err := exporter.NewExposition(s).WriteInfo(&infoText, lo, hi); err != nil {
+			t.Fatal(err)
+		}
+		infoParser := expfmt.NewTextParser(model.UTF8Validation)
+		if mfs, err = infoParser.TextToMetricFamilies(bytes.NewReader(infoText.Bytes())); err != nil {
+			t.Fatalf("the Prometheus parser rejects the info exposition: %v\n%s", err, infoText.Bytes())
+		}
+		info := series(exporter.MetricInfo, "username")
 		polled, judged := 0, 0
 		for i := lo; i < hi; i++ {
 			smp, ok := s.Get(i)
@@ -167,7 +176,7 @@ func FuzzExposition(f *testing.F) {
 				polled, judged, len(followers), len(following), len(info), len(verdicts))
 		}
 		var zipped bytes.Buffer
-		if err := exporter.NewExposition(s).WriteGzip(&zipped, gzip.NewWriter(io.Discard), lo, hi); err != nil {
+		if err := exporter.NewExposition(s).WriteGzip(&zipped, gzip.NewWriter(io.Discard), lo, hi, exporter.Everything); err != nil {
 			t.Fatal(err)
 		}
 		zr, err := gzip.NewReader(&zipped)

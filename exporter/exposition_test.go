@@ -22,15 +22,19 @@ var update = flag.Bool("update", false, "rewrite golden files")
 // goldenStore is shard 1 of 3 over 999998..1000012: pks 999999, 1000002,
 // ... 1000011, with one never polled, one renamed with characters that need
 // escaping, neighbours polled in the same millisecond, and verdicts for
-// some: suspicious, not suspicious, none.
+// some: suspicious, not suspicious, none; two polled again, one with a
+// large follower step, one with a large following step.
 func goldenStore() *Store {
 	s := testStore(999998, 1000012, pkrange.Shard{Index: 1, Count: 3})
+	s.SetStepThresholds(DefaultStepThresholds)
 	for i := range s.Len() {
 		if i == 2 {
 			continue
 		}
 		s.Set(i, Sample{Followers: uint32(5000 + 1111*i), Following: uint32(50 + 7*i), TimeMs: 1763800000000 + int64(i/2)})
 	}
+	s.Set(4, Sample{Followers: 5000 + 1111*4 + 60_000, Following: 50 + 7*4, TimeMs: 1763800060002})
+	s.Set(1, Sample{Followers: 5000 + 1111, Following: 50 + 7 + 600, TimeMs: 1763800060000})
 	s.SetUsername(3, []byte(`we"ird\name`+"\n"))
 	s.SetVerdict(0, Verdict{TimeMs: 1763790000123, Suspicious: true})
 	s.SetVerdict(3, Verdict{TimeMs: 1763795000456})
@@ -70,11 +74,27 @@ func TestExpositionParses(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the Prometheus parser rejects the exposition: %v", err)
 	}
-	for _, name := range []string{MetricFollowers, MetricFollowing, MetricInfo} {
+	for _, name := range []string{MetricFollowers, MetricFollowing} {
 		mf := mfs[name]
 		if mf == nil || len(mf.Metric) != s.Len()-1 {
 			t.Fatalf("%s: want %d series (one pk never polled), got %v", name, s.Len()-1, mf)
 		}
+	}
+	if st := mfs[MetricFollowersStep]; st == nil || len(st.Metric) != 1 || st.Metric[0].GetGauge().GetValue() != 60_000 {
+		t.Fatalf("%s: want one series of 60000, got %v", MetricFollowersStep, st)
+	}
+	if st := mfs[MetricFollowingStep]; st == nil || len(st.Metric) != 1 || st.Metric[0].GetGauge().GetValue() != 600 {
+		t.Fatalf("%s: want one series of 600, got %v", MetricFollowingStep, st)
+	}
+	var info bytes.Buffer
+	NewExposition(s).WriteInfo(&info, 0, s.Len())
+	ip := expfmt.NewTextParser(model.UTF8Validation)
+	infos, err := ip.TextToMetricFamilies(bytes.NewReader(info.Bytes()))
+	if err != nil || infos[MetricInfo] == nil || len(infos[MetricInfo].Metric) != s.Len()-1 {
+		t.Fatalf("info exposition: %v %v", err, infos[MetricInfo])
+	}
+	if _, ok := mfs[MetricInfo]; ok {
+		t.Fatal("the counts carry the info series; they have a path of their own")
 	}
 	for _, m := range mfs[MetricFollowers].Metric {
 		pk, _ := strconv.ParseInt(m.Label[0].GetValue(), 10, 64)
@@ -85,7 +105,7 @@ func TestExpositionParses(t *testing.T) {
 		}
 	}
 	var odd string
-	for _, m := range mfs[MetricInfo].Metric {
+	for _, m := range infos[MetricInfo].Metric {
 		if m.Label[0].GetValue() == "1000008" {
 			odd = m.Label[1].GetValue()
 		}
@@ -93,9 +113,11 @@ func TestExpositionParses(t *testing.T) {
 	if odd != `we"ird\name`+"\n" {
 		t.Fatalf("renamed username parsed back as %q", odd)
 	}
-	problems, err := promlint.New(bytes.NewReader(buf.Bytes())).Lint()
-	if err != nil || len(problems) != 0 {
-		t.Fatalf("lint: %v %v", err, problems)
+	for _, b := range [][]byte{buf.Bytes(), info.Bytes()} {
+		problems, err := promlint.New(bytes.NewReader(b)).Lint()
+		if err != nil || len(problems) != 0 {
+			t.Fatalf("lint: %v %v", err, problems)
+		}
 	}
 }
 
@@ -127,29 +149,35 @@ func TestExpositionSlices(t *testing.T) {
 	}
 }
 
-// TestGzipExposition checks that the two-member gzip stream decodes, with
-// the info member cached or not, to exactly the plain exposition.
+// TestGzipExposition checks that the gzip streams decode, with the info
+// cached or not, to exactly the plain expositions.
 func TestGzipExposition(t *testing.T) {
 	s := goldenStore()
 	x := NewExposition(s) // one exposition throughout: its cache is under test
 	gz, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed)
 	check := func() {
 		t.Helper()
-		var plain, z bytes.Buffer
+		var plain, plainInfo, z, zInfo bytes.Buffer
 		x.Write(&plain, 0, s.Len())
-		if err := x.WriteGzip(&z, gz, 0, s.Len()); err != nil {
+		x.WriteInfo(&plainInfo, 0, s.Len())
+		if err := x.WriteGzip(&z, gz, 0, s.Len(), Everything); err != nil {
 			t.Fatal(err)
 		}
-		zr, err := gzip.NewReader(&z)
-		if err != nil {
+		if err := x.WriteInfoGzip(&zInfo, gz, 0, s.Len()); err != nil {
 			t.Fatal(err)
 		}
-		got, err := io.ReadAll(zr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(got, plain.Bytes()) {
-			t.Fatalf("gzip decodes to\n%s\nwant\n%s", got, plain.Bytes())
+		for _, c := range []struct{ z, plain *bytes.Buffer }{{&z, &plain}, {&zInfo, &plainInfo}} {
+			zr, err := gzip.NewReader(c.z)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(zr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, c.plain.Bytes()) {
+				t.Fatalf("gzip decodes to\n%s\nwant\n%s", got, c.plain.Bytes())
+			}
 		}
 	}
 	check()

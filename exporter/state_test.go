@@ -21,7 +21,11 @@ import (
 func exposition(t *testing.T, s *exporter.Store) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	if _, err := exporter.NewExposition(s).Write(&buf, 0, s.Len()); err != nil {
+	x := exporter.NewExposition(s)
+	if _, err := x.Write(&buf, 0, s.Len()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.WriteInfo(&buf, 0, s.Len()); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()

@@ -33,9 +33,25 @@ type Store struct {
 	ts   []atomic.Int64  // poll time, Unix ms; 0 = never; writing = being replaced
 
 	// The classifier's verdicts as snapwire verdict words (time of the
-	// verdict in Unix ms << 1 | suspicious; 0 = no verdict yet). One word,
-	// so no seqlock.
+	// verdict in Unix ms << 1 | suspicious; 0 = no verdict yet).
 	verdicts []atomic.Int64
+
+	// Delivery sequence numbers (delivery.go): every stored sample and
+	// verdict takes the next number of seqNext, so that a scrape can serve
+	// only what its scraper has not had yet. seq is written inside the
+	// sample's seqlock; vseq is the verdict's own seqlock word (writing
+	// while it is replaced). 16 bytes per influencer.
+	seqNext atomic.Uint64
+	seq     []atomic.Uint64
+	vseq    []atomic.Uint64
+
+	// The sparse step series (steps.go): pks whose last poll moved a count
+	// by at least the thresholds. hasStep mirrors membership so that the
+	// common small step costs no lock.
+	stepMin StepThresholds
+	stepMu  sync.Mutex
+	steps   map[int32]step
+	hasStep []atomic.Bool
 
 	// Mockstagram's usernames are always "influencer-<pk>"; anything else is
 	// kept here so that the common case costs no string per influencer.
@@ -54,6 +70,10 @@ func NewStore(pks pkrange.Slice) *Store {
 		vals:         make([]atomic.Uint64, pks.Len),
 		ts:           make([]atomic.Int64, pks.Len),
 		verdicts:     make([]atomic.Int64, pks.Len),
+		seq:          make([]atomic.Uint64, pks.Len),
+		vseq:         make([]atomic.Uint64, pks.Len),
+		hasStep:      make([]atomic.Bool, pks.Len),
+		steps:        map[int32]step{},
 		oddUsernames: map[int32]string{},
 	}
 }
@@ -92,7 +112,15 @@ func (s *Store) Set(i int, smp Sample) bool {
 			break
 		}
 	}
-	s.vals[i].Store(uint64(smp.Followers)<<32 | uint64(smp.Following))
+	// The sequence number is taken inside the seqlock: a scrape that
+	// visits this slot before the swap above started before this number
+	// existed, so the sample falls into the next scrape (delivery.go).
+	k := s.seqNext.Add(1)
+	prev := s.vals[i].Swap(uint64(smp.Followers)<<32 | uint64(smp.Following))
+	s.seq[i].Store(k)
+	if !first {
+		s.noteStep(i, prev, smp, k)
+	}
 	slot.Store(smp.TimeMs)
 	if first {
 		s.infoGen.Add(1)
@@ -103,22 +131,33 @@ func (s *Store) Set(i int, smp Sample) bool {
 // Get returns the latest sample of the influencer at index i; ok is false
 // when it was never polled successfully.
 func (s *Store) Get(i int) (smp Sample, ok bool) {
+	smp, _, ok = s.getSeq(i)
+	return smp, ok
+}
+
+// getSeq is Get with the sample's delivery sequence number.
+func (s *Store) getSeq(i int) (smp Sample, seq uint64, ok bool) {
 	slot := &s.ts[i]
 	for {
 		t := slot.Load()
 		if t == 0 {
-			return Sample{}, false
+			return Sample{}, 0, false
 		}
 		if t == writing {
 			runtime.Gosched()
 			continue
 		}
 		v := s.vals[i].Load()
+		k := s.seq[i].Load()
 		if slot.Load() == t {
-			return Sample{Followers: uint32(v >> 32), Following: uint32(v), TimeMs: t}, true
+			return Sample{Followers: uint32(v >> 32), Following: uint32(v), TimeMs: t}, k, true
 		}
 	}
 }
+
+// Seq is the latest delivery sequence number handed out: every sample
+// and verdict stored so far has one at most this.
+func (s *Store) Seq() uint64 { return s.seqNext.Load() }
 
 // TimeMs returns the poll time of the influencer at index i (0 when never polled).
 func (s *Store) TimeMs(i int) int64 {
@@ -288,19 +327,50 @@ func (s *Store) SetVerdict(i int, v Verdict) bool {
 	if p == 0 {
 		return false
 	}
+	// vseq is the slot's seqlock, as the poll time is the sample's.
+	lock := &s.vseq[i]
+	var old uint64
 	for {
-		old := s.verdicts[i].Load()
-		if old>>1 >= v.TimeMs {
-			return false
+		old = lock.Load()
+		if old == seqWriting {
+			runtime.Gosched()
+			continue
 		}
-		if s.verdicts[i].CompareAndSwap(old, p) {
-			return true
+		if lock.CompareAndSwap(old, seqWriting) {
+			break
 		}
 	}
+	if s.verdicts[i].Load()>>1 >= v.TimeMs {
+		lock.Store(old)
+		return false
+	}
+	k := s.seqNext.Add(1)
+	s.verdicts[i].Store(p)
+	lock.Store(k)
+	return true
 }
+
+// seqWriting marks a verdict slot being replaced.
+const seqWriting = ^uint64(0)
 
 // Verdict returns the latest verdict of the influencer at index i.
 func (s *Store) Verdict(i int) Verdict { return unpackVerdict(s.verdicts[i].Load()) }
+
+// verdictSeq is Verdict with its delivery sequence number.
+func (s *Store) verdictSeq(i int) (Verdict, uint64) {
+	lock := &s.vseq[i]
+	for {
+		k := lock.Load()
+		if k == seqWriting {
+			runtime.Gosched()
+			continue
+		}
+		p := s.verdicts[i].Load()
+		if lock.Load() == k {
+			return unpackVerdict(p), k
+		}
+	}
+}
 
 // VerdictStats counts the influencers with a verdict, those with one made
 // at or after sinceMs, and those judged suspicious. Like Freshness, it scans

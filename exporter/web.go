@@ -19,6 +19,8 @@ import (
 const (
 	DefaultMetricsPath   = "/metrics"
 	DefaultTelemetryPath = "/telemetry"
+	// InfoSuffix is appended to the metrics path for the info series.
+	InfoSuffix = "/info"
 )
 
 // Handler serves the influencer exposition on metricsPath, the exporter's
@@ -26,6 +28,7 @@ const (
 func (e *Exporter) Handler(metricsPath, telemetryPath string) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(metricsPath, e.serveMetrics)
+	mux.HandleFunc(metricsPath+InfoSuffix, e.serveInfo)
 	mux.HandleFunc(SnapshotPath, e.serveSnapshot)
 	mux.Handle(telemetryPath, promhttp.HandlerFor(e.tel.reg, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
@@ -59,12 +62,11 @@ var gzipPool = sync.Pool{New: func() any {
 	return w
 }}
 
-// serveMetrics streams the influencer exposition, or slice k of n of it
-// (?slice=k&slices=n), so that one big shard can be scraped as n targets that
-// each stay under the scraper's size limit and are parsed in parallel.
-func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
-	lo, hi := 0, e.store.Len()
-	target := "whole"
+// sliceOf reads ?slice=k&slices=n: the index range to serve and the
+// target's name; ok is false after an error answer was sent.
+func (e *Exporter) sliceOf(w http.ResponseWriter, r *http.Request) (lo, hi int, target string, ok bool) {
+	lo, hi = 0, e.store.Len()
+	target = "whole"
 	q := r.URL.Query()
 	if q.Has("slice") || q.Has("slices") {
 		k, err1 := strconv.Atoi(q.Get("slice"))
@@ -72,15 +74,33 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		if err1 != nil || err2 != nil || n < 1 || k < 0 || k >= n {
 			http.Error(w, fmt.Sprintf("bad slice: want ?slice=k&slices=n with 0 <= k < n, got slice=%q slices=%q",
 				q.Get("slice"), q.Get("slices")), http.StatusBadRequest)
-			return
+			return 0, 0, "", false
 		}
 		lo, hi = SliceBounds(e.store.Len(), k, n)
 		target = strconv.Itoa(k) + "/" + strconv.Itoa(n)
+	}
+	return lo, hi, target, true
+}
+
+// serveMetrics streams the influencer counts, or slice k of n of them
+// (?slice=k&slices=n), so that one big shard can be scraped as n targets
+// that each stay under the scraper's size limit and are parsed in
+// parallel. A named scraper (?scraper=id) gets only what it has not had
+// (delivery.go).
+func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	lo, hi, target, ok := e.sliceOf(w, r)
+	if !ok {
+		return
 	}
 	start := time.Now()
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	if r.Method == http.MethodHead {
 		return // the headers are the answer; rendering 200 MB to discard them is not
+	}
+	win, key := Everything, ""
+	if id := r.URL.Query().Get(ScraperParam); id != "" {
+		key = id + " " + target
+		win = e.delivered.window(key, e.store.Seq())
 	}
 	enc := "identity"
 	cw := &webserver.CountingWriter{W: w}
@@ -89,22 +109,63 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 		enc = "gzip"
 		w.Header().Set("Content-Encoding", "gzip")
 		gz := gzipPool.Get().(*gzip.Writer)
-		err = e.expo.WriteGzip(cw, gz, lo, hi)
+		err = e.expo.WriteGzip(cw, gz, lo, hi, win)
 		gzipPool.Put(gz)
 	} else {
-		_, err = e.expo.Write(cw, lo, hi)
+		_, err = e.expo.WriteWindow(cw, lo, hi, win)
 	}
-	e.tel.renderSeconds.WithLabelValues(enc).Observe(time.Since(start).Seconds())
+	took := time.Since(start)
+	e.tel.renderSeconds.WithLabelValues(enc).Observe(took.Seconds())
 	e.tel.renderBytes.WithLabelValues(enc).Add(float64(cw.N))
 	if err != nil {
 		// The client went away mid-stream; nothing can be sent any more.
 		e.log.Debug("scrape aborted", "remote", r.RemoteAddr, "err", err)
+		if key != "" {
+			e.tel.scrapes.WithLabelValues("aborted").Inc()
+		}
 		return
+	}
+	if key != "" {
+		if took > scrapeDeadline(r) {
+			// The scraper may have given up on this body already: serve
+			// it again next time rather than risk losing it.
+			e.tel.scrapes.WithLabelValues("late").Inc()
+			e.log.Debug("scrape written too late to count as delivered", "target", target, "took", took)
+			return
+		}
+		e.delivered.delivered(key, win.Upto)
+		e.tel.scrapes.WithLabelValues("delivered").Inc()
 	}
 	// Only scrapers are waited for at shutdown: Prometheus, VictoriaMetrics
 	// and vmagent send this header; a person's curl does not.
 	if r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds") != "" {
 		e.scrapes.served(target, start)
+	}
+}
+
+// serveInfo streams the info series (or a slice of them): constant while
+// no influencer is first polled or renamed, so scraped every 10 minutes,
+// not with every count.
+func (e *Exporter) serveInfo(w http.ResponseWriter, r *http.Request) {
+	lo, hi, _, ok := e.sliceOf(w, r)
+	if !ok {
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	if r.Method == http.MethodHead {
+		return
+	}
+	var err error
+	if webserver.AcceptsGzip(r.Header.Get("Accept-Encoding")) {
+		w.Header().Set("Content-Encoding", "gzip")
+		gz := gzipPool.Get().(*gzip.Writer)
+		err = e.expo.WriteInfoGzip(w, gz, lo, hi)
+		gzipPool.Put(gz)
+	} else {
+		_, err = e.expo.WriteInfo(w, lo, hi)
+	}
+	if err != nil {
+		e.log.Debug("info scrape aborted", "remote", r.RemoteAddr, "err", err)
 	}
 }
 
@@ -125,7 +186,8 @@ polled every {{.Interval}} ({{printf "%.0f" .Rate}} polls/s) with up to {{.Concu
 {{range .Upstreams}}<tr><td>{{.URL}}</td><td>{{if not .Up}}DOWN ({{.Failures}} consecutive failures){{else if .Saturated}}saturated at about {{printf "%.0f" .Capacity}} polls/s{{else}}up{{end}}</td>
 <td>{{.InFlight}} / {{.Limit}}</td><td>{{printf "%.0f" .Throughput}}</td><td>{{printf "%.0f" .Demand}}</td><td>{{.Delay}}</td></tr>{{end}}</table>
 <h2>Endpoints</h2><ul>
-<li><a href="{{.MetricsPath}}">{{.MetricsPath}}</a>: influencer gauges (add ?slice=k&amp;slices=n for a slice)</li>
+<li><a href="{{.MetricsPath}}">{{.MetricsPath}}</a>: influencer counts, step series and verdicts (add ?slice=k&amp;slices=n for a slice; ?scraper=id serves each sample once per id)</li>
+<li><a href="{{.MetricsPath}}/info">{{.MetricsPath}}/info</a>: the info series (usernames)</li>
 <li><a href="{{.TelemetryPath}}">{{.TelemetryPath}}</a>: the exporter's own metrics</li>
 <li>{{.SnapshotPath}}: binary snapshot of every owned influencer, for rankd</li>
 <li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li>

@@ -346,13 +346,19 @@ func (s *Server) fetch(ctx context.Context, src *source, next, cur *Snapshot) {
 			return fmt.Errorf("HTTP %d from %s; is it an exporter?", resp.StatusCode, req.URL)
 		}
 		body := &abortReader{r: resp.Body}
-		var base int64 // h.First - next.PKMin
+		var base int64  // h.First - next.PKMin
+		var covered int // records next has room for
 		h, err = snapwire.Read(body, func(h snapwire.Header, i int, x snapwire.Record) {
 			if body.err != nil {
 				return
 			}
-			if i == 0 {
-				if body.err = next.fit(h); body.err != nil {
+			if i == covered {
+				// Room for twice what arrived (at least 64k): a header
+				// claiming 2^26 records with few behind it costs what
+				// arrived, and the first read of a large shard copies
+				// its arrays a few times. Later reads fit at once.
+				covered = int(min(max(2*uint64(i), 1<<16), uint64(h.N)))
+				if body.err = next.fit(h, uint32(covered)); body.err != nil {
 					return
 				}
 				base = h.First - next.PKMin

@@ -236,16 +236,25 @@ func TestScrapeStoreQuery(t *testing.T) {
 		s.WaitVerdicts(t)
 	}
 	p.checkEveryPollStoredOnce(t, vm, false)
-	checkEveryVerdictStoredOnce(t, vm, p)
+	checks := checkEveryVerdictStoredOnce(t, vm, p)
+	// Served once: VictoriaMetrics was sent each sample about once, not
+	// once per scrape (two scrapes per poll here), and no info series with
+	// the counts.
+	polls := successfulPolls(t, p.shards)
+	vm.Flush(t)
+	r = vm.Query(t, `sum(sum_over_time(scrape_samples_scraped{job="mockstagram_influencers"}[1h]))`, time.Time{})
+	want := 2*polls + checks
+	if len(r) != 1 || r[0].Value.V < 0.95*want || r[0].Value.V > 1.1*want {
+		t.Fatalf("the influencer scrapes carried %v samples for %v polls (2 counts each) and %v verdicts; want about %v", r, polls, checks, want)
+	}
 }
 
 // checkEveryVerdictStoredOnce (after polling and checking stopped): one
 // stored sample per successful classifier call, at the verdict's time
 // (the repeats of every scrape are deduplicated), and every pk's latest
 // flag is the simulator's rule applied to its frozen counts.
-func checkEveryVerdictStoredOnce(t *testing.T, vm *vmtest.Proc, p *pipeline) {
+func checkEveryVerdictStoredOnce(t *testing.T, vm *vmtest.Proc, p *pipeline) (checks float64) {
 	t.Helper()
-	var checks float64
 	for _, s := range p.shards {
 		f, err := promtext.Fetch(http.DefaultClient, s.URL+"/telemetry")
 		if err != nil {
@@ -285,6 +294,7 @@ func checkEveryVerdictStoredOnce(t *testing.T, vm *vmtest.Proc, p *pipeline) {
 	if flagged == 0 {
 		t.Fatal("no pk flagged; the check proves nothing")
 	}
+	return checks
 }
 
 // TestDriftingTimeSeries: with counts that move on every poll, each pk's

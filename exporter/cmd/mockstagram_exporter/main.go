@@ -54,13 +54,16 @@ type cli struct {
 	SuspiciousRetries      int           `name:"suspicious.retries" default:"${suspicious_retries}" help:"Extra attempts for a failed classifier call."`
 	SuspiciousRetryBackoff time.Duration `name:"suspicious.retry-backoff" default:"${suspicious_retry_backoff}" help:"Delay before the first retry of a classifier call; doubles with each attempt."`
 
+	StepsMinFollowers int64 `name:"steps.min-followers" default:"${steps_min_followers}" help:"Publish mockstagram_influencer_followers_step for a pk while its latest poll moved followerCount by at least this much either way (negative: never). Keep it below the InfluencerFollowerJump threshold; the default is 5 sigma of Mockstagram's per-poll step."`
+	StepsMinFollowing int64 `name:"steps.min-following" default:"${steps_min_following}" help:"Publish mockstagram_influencer_following_step for a pk while its latest poll moved followingCount by at least this much either way (negative: never). Keep it below the InfluencerFollowingSpike threshold."`
+
 	ShutdownScrapeWait time.Duration `name:"shutdown.scrape-wait" default:"65s" help:"On SIGTERM, after polling stops, keep serving until every /metrics target scraped lately has been scraped once more, at most this long, so that no polled sample is lost to a restart (0: exit at once). Cover one scrape interval plus a scrape's duration."`
 
 	StateDir      string        `name:"state.dir" help:"Directory for the state file (last values, verdicts, check schedule), written atomically every state.interval and at shutdown, loaded at start; created with its parents if missing. Empty: every start is cold."`
 	StateInterval time.Duration `name:"state.interval" default:"1m" help:"How often the state file is written while running."`
 
 	Web              webserver.Flags `embed:""`
-	WebMetricsPath   string          `name:"web.metrics-path" default:"/metrics" help:"Path of the influencer gauges."`
+	WebMetricsPath   string          `name:"web.metrics-path" default:"/metrics" help:"Path of the influencer gauges; the info series are served on it plus /info."`
 	WebTelemetryPath string          `name:"web.telemetry-path" default:"/telemetry" help:"Path of the exporter's own metrics."`
 
 	Log logging.Flags `embed:""`
@@ -93,6 +96,8 @@ func vars() kong.Vars {
 		"suspicious_timeout":       d.Timeout.String(),
 		"suspicious_retries":       strconv.Itoa(d.Retries),
 		"suspicious_retry_backoff": d.RetryBackoff.String(),
+		"steps_min_followers":      strconv.FormatInt(exporter.DefaultStepThresholds.Followers, 10),
+		"steps_min_following":      strconv.FormatInt(exporter.DefaultStepThresholds.Following, 10),
 	}
 }
 
@@ -136,6 +141,7 @@ func (c *cli) config() (exporter.Config, error) {
 			Retries:      c.SuspiciousRetries,
 			RetryBackoff: c.SuspiciousRetryBackoff,
 		},
+		Steps:         exporter.StepThresholds{Followers: c.StepsMinFollowers, Following: c.StepsMinFollowing},
 		StateDir:      c.StateDir,
 		StateInterval: c.StateInterval,
 	}

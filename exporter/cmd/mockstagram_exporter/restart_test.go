@@ -92,24 +92,26 @@ func (c *child) stop(t *testing.T, sig os.Signal) {
 // series scrapes the influencer exposition: name{pk} -> value and timestamp.
 func (c *child) series(t *testing.T) map[string][2]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + c.addr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
 	out := map[string][2]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.Metric {
-			key := name
-			for _, l := range m.Label {
-				key += "," + l.GetName() + "=" + l.GetValue()
+	for _, path := range []string{"/metrics", "/metrics/info"} {
+		resp, err := http.Get("http://" + c.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := expfmt.NewTextParser(model.UTF8Validation)
+		mfs, err := p.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, mf := range mfs {
+			for _, m := range mf.Metric {
+				key := name
+				for _, l := range m.Label {
+					key += "," + l.GetName() + "=" + l.GetValue()
+				}
+				out[key] = [2]float64{m.GetGauge().GetValue(), float64(m.GetTimestampMs())}
 			}
-			out[key] = [2]float64{m.GetGauge().GetValue(), float64(m.GetTimestampMs())}
 		}
 	}
 	return out
