@@ -18,6 +18,7 @@ CMDS := mockstagram-sim=./simulator/cmd/mockstagram-sim \
         mockstagram_exporter=./exporter/cmd/mockstagram_exporter \
         exporter-loadtest=./exporter/cmd/exporter-loadtest \
         mockstagram-stack=./deploy/cmd/mockstagram-stack \
+        mockstagram-chaos=./deploy/cmd/mockstagram-chaos \
         rankd=./rankd/cmd/rankd \
         rankd-loadtest=./rankd/cmd/rankd-loadtest
 
@@ -31,7 +32,7 @@ VM_PKG   := github.com/VictoriaMetrics/VictoriaMetrics/app
 # with the root module's); test and lint cover them too.
 SUBMODULES := $(patsubst %/go.mod,%,$(wildcard grafana/plugin/go.mod deploy/validate/go.mod))
 
-.PHONY: help build tools test fuzz bench bench-scale bench-rankd-http lint run loadtest clean plugin plugin-validate
+.PHONY: help build tools test fuzz chaos bench bench-scale bench-rankd-http lint run loadtest clean plugin plugin-validate
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -91,6 +92,9 @@ run: build ## run the whole pipeline locally: simulator, exporters, VictoriaMetr
 
 loadtest: build ## measure one exporter polling 1M influencers a minute (ARGS='...' to change)
 	$(BIN)/exporter-loadtest $(ARGS)
+
+chaos: build ## kill and break every part of a 100k pipeline, measure recovery and loss (root; about 20 min, ARGS=--short about 12)
+	$(BIN)/mockstagram-chaos $(ARGS)
 
 bench-rankd-http: build ## measure rankd's HTTP latency and CPU per request with wrk, against the API and its empty /-/healthy (ARGS='--generator=h2load' for a fixed rate)
 	$(BIN)/rankd-loadtest $(ARGS)

@@ -372,6 +372,18 @@ func (s *scheduler) retryAt(j job, now time.Time) bool {
 	return true
 }
 
+// deferTo sends j out at at instead of now, without spending an attempt;
+// if it could then no longer end in time it is given up as expired.
+func (s *scheduler) deferTo(j job, at time.Time) {
+	if s.expired(j, at) {
+		s.expire(j, at)
+		return
+	}
+	s.rmu.Lock()
+	heap.Push(&s.retryQ, retryItem{at: at, job: j})
+	s.rmu.Unlock()
+}
+
 // requeue sends a job that was never answered (its connection failed
 // before its turn) out again at once, without spending an attempt.
 func (s *scheduler) requeue(j job, now time.Time) bool {

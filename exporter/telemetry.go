@@ -23,6 +23,7 @@ type telemetry struct {
 	retries  prometheus.Counter
 	missed   prometheus.Counter
 	expired  prometheus.Counter
+	deferred prometheus.Counter
 	cycles   prometheus.Counter
 	lastCycleCoverage,
 	lastCycleDuration,
@@ -116,6 +117,7 @@ func newTelemetry(upstreams []*Upstream, limiters []*limiter, owned int, interva
 	t.retries = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "poll_retries_total", Help: "Failed polls scheduled for another attempt within the pk's interval."})
 	t.missed = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "polls_missed_total", Help: "Scheduled polls never dispatched because the shard fell behind its schedule; raise --poll.concurrency or add shards."})
 	t.expired = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "polls_expired_total", Help: "Dispatched polls and retries given up unsent because they could no longer end before the pk's next poll (the shard is saturated)."})
+	t.deferred = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "polls_deferred_total", Help: "Polls held back until the pk's previous sample (from a retry that ended late in its interval) was half an interval old, so that a scrape takes it before the poll replaces it."})
 	t.cycles = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "cycles_total", Help: "Finished poll cycles."})
 	t.lastCycleCoverage = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_cycle_coverage_ratio", Help: "Fraction of owned influencers polled successfully in the last finished cycle."})
 	t.lastCycleDuration = prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_cycle_duration_seconds", Help: "From the start of the last finished cycle to the end of its last poll (about one interval when on schedule)."})
@@ -132,7 +134,7 @@ func newTelemetry(upstreams []*Upstream, limiters []*limiter, owned int, interva
 		Help: "Scrapes of /metrics by a named scraper (?scraper=): delivered (written whole within 90% of the scrape timeout), late (written whole after it; served again) or aborted (the scraper hung up; served again)."}, []string{"outcome"})
 	t.servedSamples = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "served_once_samples_total",
 		Help: "Samples (counts, steps, verdicts) written to named scrapers, delivered or not: about 2 per successful poll plus 1 per verdict when each is served once."})
-	for _, c := range []prometheus.Collector{t.inflight, t.retries, t.missed, t.expired, t.cycles, t.lastCycleCoverage, t.lastCycleDuration, t.lastCycleFailed, t.lastCycleMissed, t.renderSeconds, t.renderBytes, t.logsDropped, t.scrapes, t.servedSamples} {
+	for _, c := range []prometheus.Collector{t.inflight, t.retries, t.missed, t.expired, t.deferred, t.cycles, t.lastCycleCoverage, t.lastCycleDuration, t.lastCycleFailed, t.lastCycleMissed, t.renderSeconds, t.renderBytes, t.logsDropped, t.scrapes, t.servedSamples} {
 		f(c)
 	}
 

@@ -27,9 +27,11 @@ func (s *Snapshot) layout(lo, hi int64) {
 	s.m = resize(s.m, n)
 }
 
-// fit widens the snapshot, keeping its data, so that it covers h's pks.
-func (s *Snapshot) fit(h snapwire.Header) error {
-	if h.N == 0 {
+// fit widens the snapshot, keeping its data, so that it covers the first
+// n of h's pks. The whole header is checked; only n are allocated, so that
+// a header's claim costs nothing until its records arrive.
+func (s *Snapshot) fit(h snapwire.Header, n uint32) error {
+	if h.N == 0 || n == 0 {
 		return nil
 	}
 	if h.Step > maxSpan {
@@ -39,12 +41,13 @@ func (s *Snapshot) fit(h snapwire.Header) error {
 	if last < first {
 		return fmt.Errorf("snapshot pks from %d in steps of %d overflow; check the exporter's --pk.min", h.First, h.Step)
 	}
-	lo, hi := first, last
+	lo, hi, whole := first, first+int64(min(n, h.N)-1)*h.Step, last
 	if len(s.f) > 0 {
-		lo, hi = min(lo, s.PKMin), max(hi, s.PKMin+int64(len(s.f))-1)
+		end := s.PKMin + int64(len(s.f)) - 1
+		lo, hi, whole = min(lo, s.PKMin), max(hi, end), max(whole, end)
 	}
-	if hi-lo+1 > maxSpan {
-		return fmt.Errorf("pks %d..%d with the other exporters' span %d slots, more than %d; check --pk.min and --pk.max of the exporters", first, last, hi-lo+1, maxSpan)
+	if whole-lo+1 > maxSpan {
+		return fmt.Errorf("pks %d..%d with the other exporters' span %d slots, more than %d; check --pk.min and --pk.max of the exporters", first, last, whole-lo+1, maxSpan)
 	}
 	if lo == s.PKMin && int(hi-lo+1) == len(s.f) {
 		return nil

@@ -25,6 +25,7 @@ var (
 	prefixInfluencers = []byte("/api/v1/influencers")
 	prefixAdmin       = []byte("/admin/influencers/")
 	pathCapacity      = []byte("/admin/capacity")
+	pathStall         = []byte("/admin/stall")
 	segmentSuspicious = []byte("is_suspicious")
 	methodGet         = []byte(fasthttp.MethodGet)
 	methodHead        = []byte(fasthttp.MethodHead)
@@ -57,6 +58,7 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) int {
 		if seg, ok := singleSegment(rest); ok {
 			switch {
 			case get:
+				s.stalled()
 				s.queue()
 				s.influencer(ctx, seg)
 				return routeInfluencer
@@ -71,6 +73,10 @@ func (s *Server) route(ctx *fasthttp.RequestCtx) int {
 	}
 	if bytes.Equal(path, pathCapacity) {
 		s.adminCapacity(ctx, get)
+		return routeAdmin
+	}
+	if bytes.Equal(path, pathStall) {
+		s.adminStall(ctx, get)
 		return routeAdmin
 	}
 	if rest, ok := bytes.CutPrefix(path, prefixAdmin); ok && len(rest) > 0 {

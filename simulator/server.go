@@ -3,6 +3,7 @@ package simulator
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"html"
 	"log/slog"
@@ -39,11 +40,18 @@ type Server struct {
 	closed   bool
 	lns      []net.Listener
 
-	requests atomic.Uint64
-	fifo     fifo // the one-thread capacity (--capacity)
-	landing  []byte
-	metrics  fasthttp.RequestHandler
-	tel      telemetry
+	// conns are the open connections, closed by Shutdown after
+	// shutdownGrace (fasthttp itself waits for ever for a connection that
+	// sent half a request and went silent).
+	conns         map[net.Conn]struct{}
+	shutdownGrace time.Duration
+
+	stallUntil atomic.Int64 // unix ns; influencer GETs wait until then (Stall)
+	requests   atomic.Uint64
+	fifo       fifo // the one-thread capacity (--capacity)
+	landing    []byte
+	metrics    fasthttp.RequestHandler
+	tel        telemetry
 }
 
 // New validates cfg and seeds every influencer.
@@ -63,6 +71,10 @@ func New(cfg Config) (*Server, error) {
 		start:    time.Now(),
 		now:      time.Now,
 		stopping: make(chan struct{}),
+		conns:    map[net.Conn]struct{}{},
+		// Injected sleeps end at once; a response still in flight takes
+		// milliseconds. Only a silent client is waited for this long.
+		shutdownGrace: 5 * time.Second,
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -104,7 +116,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.mu.Unlock()
-	if err := s.srv.Serve(ln); err != nil {
+	if err := s.srv.Serve(trackingListener{ln, s}); err != nil {
 		return fmt.Errorf("cannot serve on %s: %w", ln.Addr(), err)
 	}
 	return nil
@@ -112,20 +124,65 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // Shutdown stops accepting, ends injected delays at once (the requests still
 // get their responses) and waits for open connections to finish; idle
-// keep-alive connections are closed.
+// keep-alive connections are closed, and so, after a grace of 5 s, are
+// connections that are still open (a client that sent half a request and
+// went silent, for example because the network between them dropped).
 func (s *Server) Shutdown() error {
 	s.mu.Lock()
 	s.closed = true
 	lns := s.lns
 	s.mu.Unlock()
 	s.stopOnce.Do(func() { close(s.stopping) })
-	err := s.srv.ShutdownWithContext(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), s.shutdownGrace)
+	err := s.srv.ShutdownWithContext(ctx)
+	cancel()
+	if errors.Is(err, context.DeadlineExceeded) {
+		s.mu.Lock()
+		for c := range s.conns {
+			_ = c.Close()
+		}
+		s.mu.Unlock()
+		err = s.srv.ShutdownWithContext(context.Background())
+	}
 	// A Serve that has not yet registered its listener with fasthttp would
 	// otherwise accept forever; closing it makes that Serve return.
 	for _, ln := range lns {
 		_ = ln.Close()
 	}
 	return err
+}
+
+// trackingListener records the connections it accepts in Server.conns
+// until they are closed.
+type trackingListener struct {
+	net.Listener
+	s *Server
+}
+
+func (l trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.s.mu.Lock()
+	l.s.conns[c] = struct{}{}
+	l.s.mu.Unlock()
+	return &trackedConn{Conn: c, s: l.s}, nil
+}
+
+type trackedConn struct {
+	net.Conn
+	s    *Server
+	once sync.Once
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.conns, c.Conn)
+		c.s.mu.Unlock()
+	})
+	return c.Conn.Close()
 }
 
 // Seed is the seed in use; when Config.Seed was 0 it is the random one drawn,

@@ -29,6 +29,11 @@ type Stack struct {
 	// StopTimeout its SIGTERM before a kill (default 15 s).
 	ReadyTimeout time.Duration
 	StopTimeout  time.Duration
+	// Wrap, when it has an entry for a component, runs that component
+	// under a command prefix, for example {"ip", "netns", "exec", "ns"} to
+	// start it in a network namespace. The prefix must exec the binary (so
+	// that signals reach it), as ip netns exec and nsenter do.
+	Wrap map[string][]string
 	// Procs are the started components, in start order.
 	Procs []*Proc
 }
@@ -52,22 +57,68 @@ func (s *Stack) Start(ctx context.Context, name string, spec Spec) (*Proc, error
 		}
 		spec = spec.withAddr("127.0.0.1:" + strconv.Itoa(ports[0]))
 	}
+	sp, err := s.run(name, spec)
+	if err != nil {
+		return nil, err
+	}
+	s.Procs = append(s.Procs, sp)
+	return sp, s.wait(ctx, sp)
+}
+
+// Get returns the component started as name, nil if there is none.
+func (s *Stack) Get(name string) *Proc {
+	for _, p := range s.Procs {
+		if p.Name == name {
+			return p
+		}
+	}
+	return nil
+}
+
+// Restart starts component name again with the same spec and address, as
+// a supervisor does after a crash, and waits until it is ready. A process
+// still running is stopped first (SIGTERM, then a kill after StopTimeout).
+// The new process takes the old one's place in the stop order.
+func (s *Stack) Restart(ctx context.Context, name string) (*Proc, error) {
+	for i, old := range s.Procs {
+		if old.Name != name {
+			continue
+		}
+		// Gone after Stop in any case; how it ended is the caller's to read
+		// (old.Err) before the restart.
+		old.Stop(orDefault(s.StopTimeout, 15*time.Second))
+		sp, err := s.run(name, old.Spec)
+		if err != nil {
+			return nil, err
+		}
+		s.Procs[i] = sp
+		return sp, s.wait(ctx, sp)
+	}
+	return nil, fmt.Errorf("cannot restart %s: no such component", name)
+}
+
+// run starts spec as name, under its Wrap prefix if any.
+func (s *Stack) run(name string, spec Spec) (*Proc, error) {
 	var tee io.Writer
 	if s.Tee != nil {
 		tee = s.Tee(name)
 	}
-	p, err := proc.Start(name, filepath.Join(s.BinDir, spec.Binary()), spec.Args(), filepath.Join(s.LogDir, name+".log"), tee)
+	bin, args := filepath.Join(s.BinDir, spec.Binary()), spec.Args()
+	if w := s.Wrap[name]; len(w) > 0 {
+		bin, args = w[0], append(append(w[1:len(w):len(w)], bin), args...)
+	}
+	p, err := proc.Start(name, bin, args, filepath.Join(s.LogDir, name+".log"), tee)
 	if err != nil {
 		return nil, err
 	}
-	sp := &Proc{Proc: p, Spec: spec, Addr: spec.Listen(), URL: "http://" + spec.Listen()}
-	s.Procs = append(s.Procs, sp)
+	return &Proc{Proc: p, Spec: spec, Addr: spec.Listen(), URL: "http://" + spec.Listen()}, nil
+}
+
+// wait waits until sp answers its ready path.
+func (s *Stack) wait(ctx context.Context, sp *Proc) error {
 	wctx, cancel := context.WithTimeout(ctx, orDefault(s.ReadyTimeout, time.Minute))
 	defer cancel()
-	if err := proc.WaitHTTP(wctx, sp.URL+spec.ReadyPath(), p); err != nil {
-		return sp, err
-	}
-	return sp, nil
+	return proc.WaitHTTP(wctx, sp.URL+sp.Spec.ReadyPath(), sp.Proc)
 }
 
 // Stop stops the components, the last started first, and reports those

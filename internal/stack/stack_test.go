@@ -2,6 +2,8 @@ package stack_test
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -126,5 +128,48 @@ func TestStartFails(t *testing.T) {
 	}
 	if err := s.Stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRestartAndWrap: a component killed with SIGKILL restarts on the same
+// address in its old place, and a Wrap prefix runs the binary under
+// another command (here env, which execs it like ip netns exec does).
+func TestRestartAndWrap(t *testing.T) {
+	vmtest.Binary(t, "victoria-metrics")
+	dir := t.TempDir()
+	s := &stack.Stack{BinDir: filepath.Join(vmtest.RepoRoot(), "bin"), LogDir: dir, StopTimeout: 20 * time.Second,
+		Wrap: map[string][]string{"vm": {"env", "WRAPPED=1"}}}
+	t.Cleanup(func() { s.Stop() })
+	ctx := context.Background()
+	vm, err := s.Start(ctx, "vm", stack.Victoria{DataDir: filepath.Join(dir, "vm"), LogLevel: "WARN"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", vm.Cmd.Process.Pid))
+	if err != nil || !strings.Contains(string(env), "WRAPPED=1") {
+		t.Fatalf("vm does not run under its Wrap prefix: %v, environment %q", err, env)
+	}
+	if s.Get("vm") != vm || s.Get("nothing") != nil {
+		t.Fatal("Get does not find the components by name")
+	}
+	vm.Cmd.Process.Kill()
+	<-vm.Done()
+	again, err := s.Restart(ctx, "vm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again == vm || again.Addr != vm.Addr || s.Get("vm") != again || len(s.Procs) != 1 {
+		t.Fatalf("restarted on %s (was %s), %d procs", again.Addr, vm.Addr, len(s.Procs))
+	}
+	if _, err := s.Restart(ctx, "nothing"); err == nil || !strings.Contains(err.Error(), "no such component") {
+		t.Fatalf("restart of an unknown component: %v", err)
+	}
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-again.Done():
+	default:
+		t.Fatal("the restarted vm still runs after Stop")
 	}
 }
