@@ -1043,7 +1043,7 @@ func TestCheapCheck(t *testing.T) {
 	}
 	f(`mockstagram_influencer_followers{pk="1000001"}`, "")
 	f(`last_over_time(mockstagram_influencer_followers{pk="1"}[1h]) / (last_over_time(mockstagram_influencer_following{pk="1"}[1h]) > 0)`, "")
-	f(`mockstagram:influencer_followers:avg`, "")
+	f(`mockstagram_population_followers_average`, "")
 	f(`sum by (outcome) (rate(mockstagram_exporter_polls_total[4s]))`, "")
 	f(`count(ALERTS{alertname="InfluencerFollowerJump"}) or vector(0)`, "")
 	f(`mockstagram_influencer_followers`, "reads every influencer")
@@ -1307,11 +1307,10 @@ func startStack(t *testing.T) *testStack {
 	}
 	global := cfg["global"].(map[string]any)
 	global["scrape_interval"], global["scrape_timeout"] = scrapeEvery.String(), scrapeEvery.String()
-	// A job with an interval of its own (the info series, every 10 m) is
-	// first scraped at an offset within it that depends on the target's
-	// port: at the test's interval too, or its series may not exist yet.
-	for _, job := range cfg["scrape_configs"].([]any) {
-		if job := job.(map[string]any); job["scrape_interval"] != nil {
+	// Jobs with an interval of their own (the 10-minute info job) at the
+	// test's pace too, or the first scrape could come minutes later.
+	for _, j := range cfg["scrape_configs"].([]any) {
+		if job := j.(map[string]any); job["scrape_interval"] != nil {
 			job["scrape_interval"] = scrapeEvery.String()
 		}
 	}
