@@ -27,10 +27,11 @@ const renderFlushSize = 128 << 10
 // writer in large chunks, so one scrape costs a few hundred writes, not
 // millions.
 type renderer struct {
-	w   io.Writer
-	buf []byte
-	n   int64
-	err error
+	w       io.Writer
+	buf     []byte
+	n       int64
+	err     error
+	samples int64 // sample lines rendered
 }
 
 func (r *renderer) flush() {
@@ -45,6 +46,7 @@ func (r *renderer) flush() {
 }
 
 func (r *renderer) maybeFlush() {
+	r.samples++ // called once per sample line
 	if len(r.buf) >= renderFlushSize {
 		r.flush()
 	}
@@ -85,6 +87,11 @@ func (x *Exposition) Write(w io.Writer, lo, hi int) (int64, error) {
 // WriteWindow is Write restricted to the samples and verdicts whose
 // delivery sequence number is inside win.
 func (x *Exposition) WriteWindow(w io.Writer, lo, hi int, win Window) (int64, error) {
+	r := x.render(w, lo, hi, win)
+	return r.n, r.err
+}
+
+func (x *Exposition) render(w io.Writer, lo, hi int, win Window) *renderer {
 	s := x.s
 	r := &renderer{w: w, buf: make([]byte, 0, renderFlushSize+256)}
 	s.renderValues(r, lo, hi, MetricFollowers, helpFollowers, true, win)
@@ -92,7 +99,7 @@ func (x *Exposition) WriteWindow(w io.Writer, lo, hi int, win Window) (int64, er
 	s.renderSteps(r, lo, hi, win)
 	s.renderVerdicts(r, lo, hi, win)
 	r.flush()
-	return r.n, r.err
+	return r
 }
 
 // WriteInfo streams the info series of [lo, hi): one per influencer ever
@@ -113,11 +120,18 @@ const (
 
 // WriteGzip writes the same document as WriteWindow, gzip-compressed.
 func (x *Exposition) WriteGzip(w io.Writer, gz *gzip.Writer, lo, hi int, win Window) error {
+	_, err := x.writeGzip(w, gz, lo, hi, win)
+	return err
+}
+
+// writeGzip is WriteGzip that also returns the number of samples.
+func (x *Exposition) writeGzip(w io.Writer, gz *gzip.Writer, lo, hi int, win Window) (samples int64, err error) {
 	gz.Reset(w)
-	if _, err := x.WriteWindow(gz, lo, hi, win); err != nil {
-		return err
+	r := x.render(gz, lo, hi, win)
+	if r.err != nil {
+		return r.samples, r.err
 	}
-	return gz.Close()
+	return r.samples, gz.Close()
 }
 
 // WriteInfoGzip writes the info series of [lo, hi) gzip-compressed, from a

@@ -105,14 +105,19 @@ func (e *Exporter) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	enc := "identity"
 	cw := &webserver.CountingWriter{W: w}
 	var err error
+	var samples int64
 	if webserver.AcceptsGzip(r.Header.Get("Accept-Encoding")) {
 		enc = "gzip"
 		w.Header().Set("Content-Encoding", "gzip")
 		gz := gzipPool.Get().(*gzip.Writer)
-		err = e.expo.WriteGzip(cw, gz, lo, hi, win)
+		samples, err = e.expo.writeGzip(cw, gz, lo, hi, win)
 		gzipPool.Put(gz)
 	} else {
-		_, err = e.expo.WriteWindow(cw, lo, hi, win)
+		rr := e.expo.render(cw, lo, hi, win)
+		samples, err = rr.samples, rr.err
+	}
+	if key != "" {
+		e.tel.servedSamples.Add(float64(samples))
 	}
 	took := time.Since(start)
 	e.tel.renderSeconds.WithLabelValues(enc).Observe(took.Seconds())

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -18,6 +19,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/average", s.withSnapshot(s.average))
 	mux.HandleFunc("GET /api/v1/top", s.withSnapshot(s.top))
 	mux.HandleFunc("GET /api/v1/suspicious", s.withSnapshot(s.suspicious))
+	mux.HandleFunc("GET /api/v1/movers", s.withSnapshot(s.movers))
 	mux.HandleFunc("GET /api/v1/status", s.statusHandler)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path+"; see /")
@@ -80,6 +82,62 @@ type InfluencerJSON struct {
 	PolledAt       string   `json:"polledAt"`
 	Suspicious     *bool    `json:"suspicious,omitempty"` // absent until the classifier has judged the influencer
 	CheckedAt      string   `json:"checkedAt,omitempty"`  // when it did; absent with suspicious
+	// Gains by window, in /api/v1/influencers/{pk} only: a window whose
+	// baselines are read and that holds one for the influencer.
+	Gains map[string]GainJSON `json:"gains,omitempty"`
+	// AvailableFrom says, for each window read that holds no baseline for
+	// the influencer (no history that old yet), from when it will.
+	AvailableFrom map[string]string `json:"availableFrom,omitempty"`
+}
+
+// GainJSON is one window's gains of one influencer.
+type GainJSON struct {
+	Followers         int64    `json:"followers"`         // followerCount gained since the baseline (negative: lost)
+	Following         int64    `json:"following"`         // followingCount gained
+	FollowersRelative *float64 `json:"followersRelative"` // followers / the baseline's followerCount; null when that is 0
+	FollowingRelative *float64 `json:"followingRelative"` // likewise for followingCount
+	Rank              int      `json:"rank"`              // competition rank of the follower gain
+	Total             int      `json:"total"`             // influencers ranked in the window
+	From              string   `json:"from"`              // time of the baseline sample in VictoriaMetrics, RFC 3339 with ms
+}
+
+// MoversJSON is a page of /api/v1/movers.
+type MoversJSON struct {
+	Items  []MoverJSON `json:"items"`
+	Limit  int         `json:"limit"`
+	Offset int         `json:"offset"`
+	Order  string      `json:"order"` // gainers or losers
+	Start  string      `json:"start"` // the window start of the baselines
+	Total  int         `json:"total"` // influencers with a gain in the window
+	Window string      `json:"window"`
+}
+
+// MoverJSON is one influencer of a movers page.
+type MoverJSON struct {
+	PK   int64 `json:"pk"`
+	Gain int64 `json:"gain"` // followerCount gained over the window
+	Rank int   `json:"rank"` // competition rank of the gain (1: the largest)
+}
+
+// GainStatsJSON is the population's follower gains over one window, in
+// /api/v1/average.
+type GainStatsJSON struct {
+	Average     float64             `json:"average"`
+	Count       int                 `json:"count"` // influencers with a gain in the window
+	Max         int32               `json:"max"`
+	Min         int32               `json:"min"`
+	Percentiles GainPercentilesJSON `json:"percentiles"`
+	Start       string              `json:"start"` // the window start of the baselines
+}
+
+// GainPercentilesJSON is the gain at or below which a share of the
+// influencers lie (nearest rank).
+type GainPercentilesJSON struct {
+	P01 int32 `json:"p01"`
+	P10 int32 `json:"p10"`
+	P50 int32 `json:"p50"`
+	P90 int32 `json:"p90"`
+	P99 int32 `json:"p99"`
 }
 
 // The answers below are rankd's JSON API as the Grafana plugin reads it.
@@ -104,15 +162,16 @@ type ListJSON struct {
 
 // AverageJSON is the answer of /api/v1/average.
 type AverageJSON struct {
-	AverageFollowerCount float64         `json:"averageFollowerCount"`
-	Count                int             `json:"count"` // influencers with data
-	Max                  uint32          `json:"max"`
-	Min                  uint32          `json:"min"`
-	Percentiles          PercentilesJSON `json:"percentiles"`
-	SnapshotAt           string          `json:"snapshotAt"` // RFC 3339 with fractional seconds
-	Sum                  uint64          `json:"sum"`
-	Suspicious           int             `json:"suspicious"` // judged suspicious
-	Verdicts             int             `json:"verdicts"`   // with a verdict
+	AverageFollowerCount float64                  `json:"averageFollowerCount"`
+	Count                int                      `json:"count"`           // influencers with data
+	Gains                map[string]GainStatsJSON `json:"gains,omitempty"` // by window, once its baselines are read
+	Max                  uint32                   `json:"max"`
+	Min                  uint32                   `json:"min"`
+	Percentiles          PercentilesJSON          `json:"percentiles"`
+	SnapshotAt           string                   `json:"snapshotAt"` // RFC 3339 with fractional seconds
+	Sum                  uint64                   `json:"sum"`
+	Suspicious           int                      `json:"suspicious"` // judged suspicious
+	Verdicts             int                      `json:"verdicts"`   // with a verdict
 }
 
 // PercentilesJSON is the follower count at or below which a share of the
@@ -127,6 +186,7 @@ type PercentilesJSON struct {
 // StatusJSON is the answer of /api/v1/status.
 type StatusJSON struct {
 	Complete           bool           `json:"complete"`
+	Gains              []WindowStatus `json:"gains,omitempty"`       // each window's baselines; absent when gains are off
 	Influencers        *int           `json:"influencers,omitempty"` // absent before the first snapshot
 	RefreshInterval    string         `json:"refreshInterval"`       // a Go duration, "5s"
 	SnapshotAgeSeconds *float64       `json:"snapshotAgeSeconds,omitempty"`
@@ -149,8 +209,14 @@ func (s *Server) influencer(w http.ResponseWriter, r *http.Request, snap *Snapsh
 	// bytes encoding/json writes for toJSON (TestInfluencerEncoding checks
 	// they agree). net/http adds the Content-Length of so small a body.
 	bp := bufPool.Get().(*[]byte)
-	b := appendInfluencer((*bp)[:0], inf, snap.Count)
-	b = append(b, '\n')
+	b := appendInfluencerFields((*bp)[:0], inf, snap.Count)
+	if s.gains != nil {
+		gp := gainPool.Get().(*[]Gain)
+		*gp = snap.Gains(pk, (*gp)[:0])
+		b = appendGains(b, s.gains.windows, *gp, inf.PolledAt)
+		gainPool.Put(gp)
+	}
+	b = append(b, "}\n"...)
 	w.Header()["Content-Type"] = jsonContentType
 	w.Write(b)
 	*bp = b
@@ -158,13 +224,19 @@ func (s *Server) influencer(w http.ResponseWriter, r *http.Request, snap *Snapsh
 }
 
 var (
-	bufPool         = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+	bufPool         = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+	gainPool        = sync.Pool{New: func() any { g := make([]Gain, 0, 8); return &g }}
 	jsonContentType = []string{"application/json"} // shared: net/http only reads it
 )
 
 // appendInfluencer appends the JSON object encoding/json writes for
 // toJSON(inf, total), without building the strings in between.
 func appendInfluencer(b []byte, inf Influencer, total int) []byte {
+	return append(appendInfluencerFields(b, inf, total), '}')
+}
+
+// appendInfluencerFields is appendInfluencer without the closing brace.
+func appendInfluencerFields(b []byte, inf Influencer, total int) []byte {
 	b = append(b, `{"pk":`...)
 	b = strconv.AppendInt(b, inf.PK, 10)
 	b = append(b, `,"username":"influencer-`...)
@@ -197,7 +269,90 @@ func appendInfluencer(b []byte, inf Influencer, total int) []byte {
 		b = time.Unix(inf.CheckedAt, 0).UTC().AppendFormat(b, time.RFC3339)
 		b = append(b, '"')
 	}
-	return append(b, '}')
+	return b
+}
+
+// appendGains appends the "gains" and "availableFrom" members that
+// encoding/json writes for gainsJSON(windows, gains, polledAt): windows are
+// sorted by name, the order encoding/json writes map keys in.
+func appendGains(b []byte, windows []Window, gains []Gain, polledAt int64) []byte {
+	has, missing := false, false
+	oldest := polledAt * 1000 // the oldest sample known of the influencer, Unix ms
+	for _, g := range gains {
+		has = has || g.Has
+		missing = missing || (g.Loaded && !g.Has)
+		if g.Has {
+			oldest = min(oldest, g.From)
+		}
+	}
+	if has {
+		b = append(b, `,"gains":{`...)
+		first := true
+		for k, g := range gains {
+			if !g.Has {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(b, '"')
+			b = append(b, windows[k].Name...)
+			b = append(b, `":{"followers":`...)
+			b = strconv.AppendInt(b, g.Followers, 10)
+			b = append(b, `,"following":`...)
+			b = strconv.AppendInt(b, g.Following, 10)
+			b = append(b, `,"followersRelative":`...)
+			b = appendRelative(b, g.Followers, g.BaseFollowers)
+			b = append(b, `,"followingRelative":`...)
+			b = appendRelative(b, g.Following, g.BaseFollowing)
+			b = append(b, `,"rank":`...)
+			b = strconv.AppendInt(b, int64(g.Rank), 10)
+			b = append(b, `,"total":`...)
+			b = strconv.AppendInt(b, int64(g.Total), 10)
+			b = append(b, `,"from":"`...)
+			b = time.UnixMilli(g.From).UTC().AppendFormat(b, time.RFC3339Nano)
+			b = append(b, `"}`...)
+		}
+		b = append(b, '}')
+	}
+	if missing {
+		b = append(b, `,"availableFrom":{`...)
+		first := true
+		for k, g := range gains {
+			if !g.Loaded || g.Has {
+				continue
+			}
+			if !first {
+				b = append(b, ',')
+			}
+			first = false
+			b = append(b, '"')
+			b = append(b, windows[k].Name...)
+			b = append(b, `":"`...)
+			b = time.UnixMilli(availableFrom(oldest, windows[k])).UTC().AppendFormat(b, time.RFC3339Nano)
+			b = append(b, '"')
+		}
+		b = append(b, '}')
+	}
+	return b
+}
+
+// availableFrom is when a window will hold a baseline for an influencer
+// whose oldest known sample is at oldest (Unix ms): once the window's
+// start has passed it, give or take the window's re-read period.
+func availableFrom(oldest int64, w Window) int64 { return oldest + w.D.Milliseconds() }
+
+func appendRelative(b []byte, gain int64, base uint32) []byte {
+	if base == 0 {
+		return append(b, "null"...)
+	}
+	return appendJSONFloat(b, relative(gain, base))
+}
+
+// relative is a gain as a share of its baseline, rounded to 6 decimals.
+func relative(gain int64, base uint32) float64 {
+	return math.Round(float64(gain)/float64(base)*1e6) / 1e6
 }
 
 // roundPercentile keeps four decimals, as the API documents.
@@ -221,7 +376,28 @@ func appendJSONFloat(b []byte, f float64) []byte {
 }
 
 func (s *Server) average(w http.ResponseWriter, _ *http.Request, snap *Snapshot) {
-	writeJSON(w, averageJSON(snap))
+	writeJSON(w, s.averageJSON(snap))
+}
+
+func (s *Server) averageJSON(snap *Snapshot) AverageJSON {
+	a := averageJSON(snap)
+	for k, w := range s.Windows() {
+		x := &snap.gains[k]
+		if x.base == nil {
+			continue
+		}
+		if a.Gains == nil {
+			a.Gains = map[string]GainStatsJSON{}
+		}
+		st := GainStatsJSON{Count: x.Count(), Start: x.base.Start.UTC().Format(time.RFC3339Nano)}
+		if n := x.Count(); n > 0 {
+			st.Average = float64(x.Sum) / float64(n)
+			st.Min, st.Max = x.Quantile(0), x.Quantile(1)
+			st.Percentiles = GainPercentilesJSON{P01: x.Quantile(0.01), P10: x.Quantile(0.1), P50: x.Quantile(0.5), P90: x.Quantile(0.9), P99: x.Quantile(0.99)}
+		}
+		a.Gains[w.Name] = st
+	}
+	return a
 }
 
 func averageJSON(snap *Snapshot) AverageJSON {
@@ -299,6 +475,49 @@ func writeList(w http.ResponseWriter, infs []Influencer, count, limit, offset, t
 	w.Write(b)
 }
 
+// movers pages through a window's largest follower gains (order=gainers)
+// or losses (order=losers), ready-made at each refresh: a page costs
+// limit lookups whatever its offset.
+func (s *Server) movers(w http.ResponseWriter, r *http.Request, snap *Snapshot) {
+	ws := s.Windows()
+	if len(ws) == 0 {
+		writeError(w, http.StatusNotFound, "gains are off: rankd runs without --victoria.url")
+		return
+	}
+	q := r.URL.Query()
+	name := q.Get("window")
+	k := slices.IndexFunc(ws, func(x Window) bool { return x.Name == name })
+	if k < 0 {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("window=%q must be one of %s (--gains.windows)", name, WindowNames(ws)))
+		return
+	}
+	order := q.Get("order")
+	if order == "" {
+		order = "gainers"
+	}
+	if order != "gainers" && order != "losers" {
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("order=%q must be gainers or losers", order))
+		return
+	}
+	limit, offset, ok := page(w, r, "limit")
+	if !ok {
+		return
+	}
+	x := &snap.gains[k]
+	if x.base == nil {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(s.cfg.Refresh.Seconds()))))
+		writeError(w, http.StatusServiceUnavailable, fmt.Sprintf("the baselines of window %s are not read from VictoriaMetrics yet (see /api/v1/status)", name))
+		return
+	}
+	ms, total := snap.Movers(k, order == "gainers", limit, offset)
+	out := MoversJSON{Items: make([]MoverJSON, len(ms)), Limit: limit, Offset: offset, Order: order, Total: total, Window: name,
+		Start: x.base.Start.UTC().Format(time.RFC3339Nano)}
+	for i, m := range ms {
+		out.Items[i] = MoverJSON{PK: m.PK, Gain: m.Gain, Rank: m.Rank}
+	}
+	writeJSON(w, out)
+}
+
 func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 	raw := r.URL.Query().Get(name)
 	if raw == "" {
@@ -312,7 +531,7 @@ func intParam(r *http.Request, name string, def, lo, hi int) (int, error) {
 }
 
 func (s *Server) statusHandler(w http.ResponseWriter, _ *http.Request) {
-	out := StatusJSON{Sources: s.Status(), RefreshInterval: s.cfg.Refresh.String()}
+	out := StatusJSON{Sources: s.Status(), RefreshInterval: s.cfg.Refresh.String(), Gains: s.GainsStatus()}
 	if snap := s.acquire(); snap != nil {
 		defer release(snap)
 		age, n := time.Since(snap.Built).Seconds(), snap.Count
@@ -333,7 +552,8 @@ func (s *Server) landing(w http.ResponseWriter, _ *http.Request) {
 <p>Rank, average and latest values of every influencer, from %d exporter(s), refreshed every %s: %s.</p>
 <ul><li><a href="/api/v1/influencers/1000001">/api/v1/influencers/{pk}</a></li><li><a href="/api/v1/average">/api/v1/average</a></li>
 <li><a href="/api/v1/top?n=10">/api/v1/top?n=10&amp;offset=0</a></li>
-<li><a href="/api/v1/suspicious?limit=10">/api/v1/suspicious?limit=10&amp;offset=0</a></li><li><a href="/api/v1/status">/api/v1/status</a></li>
+<li><a href="/api/v1/suspicious?limit=10">/api/v1/suspicious?limit=10&amp;offset=0</a></li>
+<li>/api/v1/movers?window=24h&amp;order=gainers|losers&amp;limit=100&amp;offset=0</li><li><a href="/api/v1/status">/api/v1/status</a></li>
 <li><a href="/metrics">/metrics</a></li><li><a href="/-/healthy">/-/healthy</a>, <a href="/-/ready">/-/ready</a></li></ul></body></html>`,
 		len(s.cfg.Sources), s.cfg.Refresh, state)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"math"
 	"net/http"
@@ -40,28 +41,53 @@ func fuzzRecord(i int) snapwire.Record {
 	return r
 }
 
+// fuzzBaseline is pk i's baseline in every window: none for a third,
+// else a count that gives a few tied gains.
+func fuzzBaseline(i int) (uint32, bool) {
+	if i%3 == 1 {
+		return 0, false
+	}
+	return fuzzRecord(i).Followers - uint32(100*(i%5)), true
+}
+
 // fuzzHandler is rankd's HTTP handler over a complete snapshot of the
-// fuzz population, read from a fake exporter once.
-func fuzzHandler(f *testing.F) (h http.Handler, count, suspicious int) {
+// fuzz population, read from a fake exporter once, with gains over 1h and
+// 24h from a fake VictoriaMetrics export; gained is how many have a gain.
+func fuzzHandler(f *testing.F) (h http.Handler, count, suspicious, gained int) {
 	var snap bytes.Buffer
 	snapwire.Write(&snap, snapwire.Header{First: fuzzFirst, Step: 1, N: fuzzN}, fuzzRecord)
 	exp := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(snap.Bytes()) }))
 	f.Cleanup(exp.Close)
+	vm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		end, _ := strconv.ParseFloat(r.URL.Query().Get("end"), 64)
+		for i := range fuzzN {
+			if v, ok := fuzzBaseline(i); ok {
+				fmt.Fprintf(w, "%d,%d,%d\n", fuzzFirst+i, v, int64(end*1000))
+			}
+		}
+	}))
+	f.Cleanup(vm.Close)
+	windows, _ := rankd.ParseWindows("1h,24h")
 	srv, err := rankd.New(rankd.Config{Sources: []string{exp.URL}, Refresh: time.Second, Timeout: 5 * time.Second,
-		Logger: slog.New(slog.DiscardHandler)})
+		Logger: slog.New(slog.DiscardHandler), Victoria: vm.URL, Windows: windows})
 	if err != nil {
 		f.Fatal(err)
 	}
 	srv.Refresh(context.Background())
+	srv.ReadBaselines(context.Background(), true)
+	srv.Refresh(context.Background())
 	for i := range fuzzN {
 		if r := fuzzRecord(i); r.TimeMs > 0 {
+			if _, ok := fuzzBaseline(i); ok {
+				gained++
+			}
 			count++
 			if r.VerdictMs > 0 && r.Suspicious {
 				suspicious++
 			}
 		}
 	}
-	return srv.Handler(), count, suspicious
+	return srv.Handler(), count, suspicious, gained
 }
 
 // cleanPath is the path ServeMux serves without redirecting.
@@ -85,10 +111,11 @@ func pageParam(q url.Values, name string, def, lo, hi int) (int, bool) {
 }
 
 // FuzzAPI sends rankd's API any pk path segment and any query (n, limit,
-// offset and whatever else) on each endpoint. Every answer is 200 or a
-// 4xx with a JSON error (a redirect only where ServeMux cleans the path),
-// never a 5xx or a panic; pk, n, limit and offset are accepted exactly as
-// documented, and an accepted one answers what was asked for.
+// offset, window, order and whatever else) on each endpoint. Every answer
+// is 200 or a 4xx with a JSON error (a redirect only where ServeMux cleans
+// the path), never a 5xx or a panic; pk, n, limit, offset, window and
+// order are accepted exactly as documented, and an accepted one answers
+// what was asked for.
 func FuzzAPI(f *testing.F) {
 	for _, s := range []struct {
 		endpoint uint8
@@ -103,14 +130,16 @@ func FuzzAPI(f *testing.F) {
 		{1, "", "offset=2147483647"}, {1, "", "offset=2147483648"}, {1, "", "n=x"}, {1, "", "n=1;offset=2"},
 		{1, "", "n=%31"}, {1, "", "n=1&n=2"}, {1, "", "n=+5"}, {1, "", "n= 5"}, {1, "", "offset=17&n=2"},
 		{2, "", "limit=10"}, {2, "", "limit=0"}, {2, "", "limit=1&offset=1"}, {2, "", "limit=1001"},
+		{6, "", "window=1h"}, {6, "", "window=24h&order=losers&limit=3&offset=2"}, {6, "", "window=7d"}, {6, "", ""},
+		{6, "", "window=1h&order=x"}, {6, "", "window=1h&limit=0"}, {6, "", "window=24h&offset=99"}, {6, "", "window=1h&window=24h"},
 		{3, "", ""}, {4, "", ""}, {5, "v1/nothing", ""}, {5, "v1/top/", ""}, {5, "v1//top", ""}, {5, "v1/./average", "n=2"},
 	} {
 		f.Add(s.endpoint, s.seg, s.q)
 	}
-	h, count, suspicious := fuzzHandler(f)
+	h, count, suspicious, gained := fuzzHandler(f)
 	f.Fuzz(func(t *testing.T, endpoint uint8, seg, query string) {
-		prefix := []string{"/api/v1/influencers/", "/api/v1/top", "/api/v1/suspicious", "/api/v1/average", "/api/v1/status", "/api/"}[endpoint%6]
-		if endpoint%6 >= 1 && endpoint%6 <= 4 {
+		prefix := []string{"/api/v1/influencers/", "/api/v1/top", "/api/v1/suspicious", "/api/v1/average", "/api/v1/status", "/api/", "/api/v1/movers"}[endpoint%7]
+		if e := endpoint % 7; e >= 1 && e <= 4 || e == 6 {
 			seg = ""
 		}
 		target := prefix + seg
@@ -145,7 +174,7 @@ func FuzzAPI(f *testing.F) {
 			t.Fatalf("GET %s: %d without a JSON error: %s", target, code, body)
 		}
 		q := u.Query()
-		switch endpoint % 6 {
+		switch endpoint % 7 {
 		case 0:
 			if !strings.HasPrefix(esc, prefix) {
 				return
@@ -168,10 +197,20 @@ func FuzzAPI(f *testing.F) {
 				if ans["pk"] != float64(pk) || ans["followerCount"] != float64(r.Followers) || ans["followingCount"] != float64(r.Following) {
 					t.Fatalf("GET %s: %s, want pk %d with %+v", target, body, pk, r)
 				}
+				gains, _ := ans["gains"].(map[string]any)
+				avail, _ := ans["availableFrom"].(map[string]any)
+				if base, ok := fuzzBaseline(int(pk - fuzzFirst)); ok {
+					g, _ := gains["24h"].(map[string]any)
+					if len(gains) != 2 || avail != nil || g["followers"] != float64(int64(r.Followers)-int64(base)) {
+						t.Fatalf("GET %s: %s, want gains in 1h and 24h of %d", target, body, int64(r.Followers)-int64(base))
+					}
+				} else if gains != nil || len(avail) != 2 {
+					t.Fatalf("GET %s: %s, want no gains, available from in 1h and 24h", target, body)
+				}
 			}
 		case 1, 2:
 			name, total := "n", count
-			if endpoint%6 == 2 {
+			if endpoint%7 == 2 {
 				name, total = "limit", suspicious
 			}
 			n, ok1 := pageParam(q, name, 100, 1, 1000)
@@ -194,8 +233,33 @@ func FuzzAPI(f *testing.F) {
 				}
 				last = rank
 			}
+		case 6:
+			if !clean {
+				return
+			}
+			w := q.Get("window")
+			order := q.Get("order")
+			limit, ok1 := pageParam(q, "limit", 100, 1, 1000)
+			offset, ok2 := pageParam(q, "offset", 0, 0, math.MaxInt32)
+			ok := (w == "1h" || w == "24h") && (order == "" || order == "gainers" || order == "losers") && ok1 && ok2
+			if want := map[bool]int{true: 200, false: 400}[ok]; code != want {
+				t.Fatalf("GET %s: %d %s, want %d", target, code, body, want)
+			}
+			if code != 200 {
+				return
+			}
+			items, _ := ans["items"].([]any)
+			if want := max(0, min(limit, gained-offset)); len(items) != want || ans["offset"] != float64(offset) || ans["total"] != float64(gained) || ans["window"] != w {
+				t.Fatalf("GET %s: %d items, offset %v, total %v; want %d, %d, %d", target, len(items), ans["offset"], ans["total"], want, offset, gained)
+			}
+			for k := 1; k < len(items); k++ {
+				a, b := items[k-1].(map[string]any)["gain"].(float64), items[k].(map[string]any)["gain"].(float64)
+				if (order == "losers" && a > b) || (order != "losers" && a < b) {
+					t.Fatalf("GET %s: gains out of order: %s", target, body)
+				}
+			}
 		default:
-			if code != 200 && clean && endpoint%6 != 5 {
+			if code != 200 && clean && endpoint%7 != 5 {
 				t.Fatalf("GET %s: %d %s", target, code, body)
 			}
 		}

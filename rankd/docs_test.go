@@ -26,6 +26,7 @@ func TestDocExamples(t *testing.T) {
 		"/api/v1/top":              func() any { return new(ListJSON) },
 		"/api/v1/suspicious":       func() any { return new(ListJSON) },
 		"/api/v1/status":           func() any { return new(StatusJSON) },
+		"/api/v1/movers":           func() any { return new(MoversJSON) },
 	}
 	heading := regexp.MustCompile("^### `GET (/api/v1/[^`]*)`")
 	endpoint, inJSON := "", false
@@ -69,7 +70,15 @@ func TestDocExamples(t *testing.T) {
 func checkTimes(t *testing.T, endpoint string, v any) {
 	t.Helper()
 	var times []string
-	inf := func(i InfluencerJSON) { times = append(times, i.PolledAt, i.CheckedAt) }
+	inf := func(i InfluencerJSON) {
+		times = append(times, i.PolledAt, i.CheckedAt)
+		for _, g := range i.Gains {
+			times = append(times, g.From)
+		}
+		for _, a := range i.AvailableFrom {
+			times = append(times, a)
+		}
+	}
 	switch x := v.(type) {
 	case *InfluencerJSON:
 		inf(*x)
@@ -79,6 +88,11 @@ func checkTimes(t *testing.T, endpoint string, v any) {
 		}
 	case *AverageJSON:
 		times = append(times, x.SnapshotAt)
+		for _, g := range x.Gains {
+			times = append(times, g.Start)
+		}
+	case *MoversJSON:
+		times = append(times, x.Start)
 	}
 	for _, s := range times {
 		if s == "" {

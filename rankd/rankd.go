@@ -25,7 +25,23 @@ type Config struct {
 	// ExposeRanks adds every influencer's rank to /metrics.
 	ExposeRanks bool
 	Logger      *slog.Logger
+
+	// Gains, off when Victoria is empty (gains.go, baseline.go).
+	Victoria      string        // VictoriaMetrics base URL that stores the exporters' samples
+	Windows       []Window      // the gains windows, sorted by name (ParseWindows)
+	GainsRefresh  time.Duration // how often the baselines that are due are read; zero: 1m
+	GainsLookback time.Duration // a baseline is the last sample this long before the window start or less; zero: 2m
+	GainsTimeout  time.Duration // of one metric's export from VictoriaMetrics; zero: 2m
+	// Now is the clock of the window starts; nil is time.Now (tests fix it).
+	Now func() time.Time
 }
+
+// Defaults of the gains settings.
+const (
+	DefaultGainsRefresh  = time.Minute
+	DefaultGainsLookback = 2 * time.Minute
+	DefaultGainsTimeout  = 2 * time.Minute
+)
 
 // Validate reports a configuration that cannot work, naming the flag.
 func (c *Config) Validate() error {
@@ -48,6 +64,24 @@ func (c *Config) Validate() error {
 	}
 	if c.Timeout <= 0 {
 		return fmt.Errorf("refresh.timeout=%s must be positive", c.Timeout)
+	}
+	if c.Victoria == "" {
+		return nil
+	}
+	if u, err := url.Parse(c.Victoria); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("victoria.url=%q is not an http(s) URL such as http://victoria-metrics:8428", c.Victoria)
+	}
+	if len(c.Windows) == 0 {
+		return errors.New("no gains window; set --gains.windows (such as 1h,24h,7d,30d) or leave --victoria.url empty to turn gains off")
+	}
+	if c.GainsRefresh < time.Second {
+		return fmt.Errorf("gains.refresh=%s is below 1s", c.GainsRefresh)
+	}
+	if c.GainsLookback <= 0 || c.GainsLookback > 1000*time.Hour {
+		return fmt.Errorf("gains.lookback=%s must be positive and at most 1000h", c.GainsLookback)
+	}
+	if c.GainsTimeout <= 0 {
+		return fmt.Errorf("gains.timeout=%s must be positive", c.GainsTimeout)
 	}
 	return nil
 }
@@ -89,22 +123,49 @@ type Server struct {
 	spare   *Snapshot
 	scratch buildScratch
 	tel     *telemetry
+	gains   *gainsState // nil when gains are off
+}
+
+func (s *Server) now() time.Time { return s.cfg.Now() }
+
+// Windows are the gains windows; none when gains are off.
+func (s *Server) Windows() []Window {
+	if s.gains == nil {
+		return nil
+	}
+	return s.gains.windows
 }
 
 // New validates cfg.
 func New(cfg Config) (*Server, error) {
+	for _, d := range []struct {
+		v   *time.Duration
+		def time.Duration
+	}{{&cfg.GainsRefresh, DefaultGainsRefresh}, {&cfg.GainsLookback, DefaultGainsLookback}, {&cfg.GainsTimeout, DefaultGainsTimeout}} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	cfg.Windows = slices.Clone(cfg.Windows) // the API writes them in name order
+	slices.SortFunc(cfg.Windows, func(a, b Window) int { return strings.Compare(a.Name, b.Name) })
 	s := &Server{cfg: cfg, log: cfg.Logger, client: &http.Client{}} // deadlines come from Refresh
 	for _, u := range cfg.Sources {
 		u = strings.TrimRight(u, "/")
 		s.sources = append(s.sources, &source{url: u, status: SourceStatus{URL: u}})
 	}
 	s.order = slices.Clone(s.sources)
+	if cfg.Victoria != "" {
+		s.gains = newGainsState(cfg.Windows)
+	}
 	s.tel = newTelemetry(s)
 	return s, nil
 }
@@ -135,8 +196,14 @@ func release(snap *Snapshot) {
 	}
 }
 
-// Run refreshes the snapshot every interval until ctx ends.
+// Run refreshes the snapshot every interval, and reads the gains'
+// baselines as they fall due, until ctx ends.
 func (s *Server) Run(ctx context.Context) {
+	if s.gains != nil {
+		done := make(chan struct{})
+		go func() { defer close(done); s.runGains(ctx) }()
+		defer func() { <-done }()
+	}
 	t := time.NewTicker(s.cfg.Refresh)
 	defer t.Stop()
 	for {
@@ -186,6 +253,13 @@ func (s *Server) Refresh(ctx context.Context) {
 	}
 	next.Complete = complete
 	next.build(&s.scratch)
+	if s.gains != nil {
+		bases := make([]*baseline, len(s.gains.base))
+		for k := range bases {
+			bases[k] = s.gains.base[k].Load()
+		}
+		next.buildGains(bases, &s.scratch)
+	}
 	next.Built = time.Now()
 	s.spare = s.snap.Swap(next) // rebuilt into next time, once its readers are gone
 	st := make([]SourceStatus, len(s.sources))

@@ -99,6 +99,9 @@ type Snapshot struct {
 	// flagged holds the indexes of influencers judged suspicious, in
 	// order's order: the /api/v1/suspicious list.
 	flagged []int32
+	// gains holds each gains window's sorted gains and movers (gains.go),
+	// in the order of Config.Windows.
+	gains []gainIndex
 
 	Count    int    // influencers with data
 	Sum      uint64 // of their followers
@@ -305,6 +308,8 @@ func (b *bitRank) rank(k int) int {
 type buildScratch struct {
 	idx     []int32  // the other half of the radix sort's ping-pong
 	flagged []uint64 // bit i: index i is judged suspicious (a dense copy read in sort order)
+	gains   []int32  // the other half of the gains' radix sort
+	pairs   []uint64 // the movers being selected: gain key << 32 | index
 }
 
 // build orders the snapshot's influencers and indexes them; f and m must be

@@ -27,6 +27,9 @@ type telemetry struct {
 	fetchErrors    *prometheus.CounterVec
 	rankSeconds    *prometheus.HistogramVec
 	rankBytes      *prometheus.CounterVec
+	// gains
+	baselineSeconds *prometheus.HistogramVec
+	baselineErrors  *prometheus.CounterVec
 }
 
 func newTelemetry(s *Server) *telemetry {
@@ -41,11 +44,19 @@ func newTelemetry(s *Server) *telemetry {
 			Buckets: prometheus.ExponentialBuckets(0.01, 2, 10)}, []string{"encoding"}),
 		rankBytes: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rankd_rank_exposition_bytes_total",
 			Help: "Bytes sent for /metrics with every influencer's rank (--expose.ranks), by encoding."}, []string{"encoding"}),
+		baselineSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "rankd_baseline_read_duration_seconds",
+			Help:    "Time to read one gains window's baselines from VictoriaMetrics, by window.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}, []string{"window"}),
+		baselineErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "rankd_baseline_read_errors_total",
+			Help: "Failed reads of a gains window's baselines from VictoriaMetrics, by window."}, []string{"window"}),
 	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("rankd"), t.refreshes, t.refreshSeconds, t.fetchErrors, &populationCollector{s: s})
 	if s.cfg.ExposeRanks {
 		reg.MustRegister(t.rankSeconds, t.rankBytes)
+	}
+	if s.gains != nil {
+		reg.MustRegister(t.baselineSeconds, t.baselineErrors)
 	}
 	return t
 }
@@ -165,6 +176,10 @@ var (
 	descSource   = prometheus.NewDesc("rankd_source_up", "1 when the exporter's last snapshot read succeeded.", []string{"exporter"}, nil)
 	descSusp     = prometheus.NewDesc("mockstagram_population_suspicious", "Influencers with data whose latest verdict is suspicious.", nil, nil)
 	descVerdicts = prometheus.NewDesc("mockstagram_population_verdicts", "Influencers with data and a suspicious verdict (either way).", nil, nil)
+	descGain     = prometheus.NewDesc("mockstagram_population_followers_gain", "Quantiles of the followerCount gained over the window, over the influencers with a baseline that old (min is 0, max is 1).", []string{"window", "quantile"}, nil)
+	descGainAvg  = prometheus.NewDesc("mockstagram_population_followers_gain_average", "Mean followerCount gained over the window, over the influencers with a baseline that old.", []string{"window"}, nil)
+	descGainN    = prometheus.NewDesc("mockstagram_population_gain_influencers", "Influencers with data and a baseline at the window's start.", []string{"window"}, nil)
+	descBaseAge  = prometheus.NewDesc("rankd_baseline_start_age_seconds", "Age of the window start of the gains baselines in use, by window: the window's length plus at most its re-read period.", []string{"window"}, nil)
 )
 
 // populationCollector reads the current snapshot at scrape time: the
@@ -172,7 +187,8 @@ var (
 type populationCollector struct{ s *Server }
 
 func (c *populationCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descAvg, descCount, descSum, descQuantile, descAge, descComplete, descSource, descSusp, descVerdicts} {
+	for _, d := range []*prometheus.Desc{descAvg, descCount, descSum, descQuantile, descAge, descComplete, descSource, descSusp, descVerdicts,
+		descGain, descGainAvg, descGainN, descBaseAge} {
 		ch <- d
 	}
 }
@@ -210,4 +226,27 @@ func (c *populationCollector) Collect(ch chan<- prometheus.Metric) {
 		"0.9": float64(st.Percentiles["p90"]), "0.99": float64(st.Percentiles["p99"]), "0.999": float64(st.Percentiles["p999"]), "1": float64(st.Max)} {
 		ch <- prometheus.MustNewConstMetric(descQuantile, prometheus.GaugeValue, v, q)
 	}
+	for k, w := range c.s.Windows() {
+		x := &snap.gains[k]
+		if x.base == nil {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descBaseAge, prometheus.GaugeValue, c.s.now().Sub(x.base.Start).Seconds(), w.Name)
+		n := x.Count()
+		ch <- prometheus.MustNewConstMetric(descGainN, prometheus.GaugeValue, float64(n), w.Name)
+		if n == 0 {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(descGainAvg, prometheus.GaugeValue, float64(x.Sum)/float64(n), w.Name)
+		for _, q := range gainQuantiles {
+			ch <- prometheus.MustNewConstMetric(descGain, prometheus.GaugeValue, float64(x.Quantile(q.q)), w.Name, q.label)
+		}
+	}
 }
+
+// gainQuantiles are the gain quantiles published: losers matter as much
+// as gainers, so both tails.
+var gainQuantiles = []struct {
+	q     float64
+	label string
+}{{0, "0"}, {0.01, "0.01"}, {0.1, "0.1"}, {0.5, "0.5"}, {0.9, "0.9"}, {0.99, "0.99"}, {1, "1"}}

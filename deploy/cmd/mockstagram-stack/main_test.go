@@ -312,8 +312,29 @@ func TestRestartLosesNoSample(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if want := fmt.Sprintf(`"%d"]`, polls); !strings.Contains(string(body), want) {
-		t.Fatalf("VictoriaMetrics holds %s follower samples; the upstream served %d polls (%d before the restart)", body, polls, first)
+		t.Fatalf("VictoriaMetrics holds %s follower samples; the upstream served %d polls (%d before the restart); the exporters said:\n%s",
+			body, polls, first, exporterNotes(t, filepath.Join(data, "logs")))
 	}
+}
+
+// exporterNotes is what the exporters logged about failed polls and their
+// final scrapes, both runs (the earlier run's logs are *.log.1).
+func exporterNotes(t *testing.T, dir string) string {
+	t.Helper()
+	logs, _ := filepath.Glob(filepath.Join(dir, "exporter*"))
+	var b strings.Builder
+	for _, l := range logs {
+		raw, _ := os.ReadFile(l)
+		for _, line := range strings.Split(string(raw), "\n") {
+			for _, k := range []string{"poll failed", "final scrape", "not every target", "scrape written too late", "level=ERROR"} {
+				if strings.Contains(line, k) {
+					fmt.Fprintf(&b, "%s: %s\n", filepath.Base(l), line)
+					break
+				}
+			}
+		}
+	}
+	return b.String()
 }
 
 // TestStackReportsADeadComponent: when a component dies, the launcher exits

@@ -30,6 +30,11 @@ type cli struct {
 	RefreshInterval  time.Duration   `name:"refresh.interval" default:"5s" help:"Rebuild the snapshot this often; answers are never older than this plus one refresh."`
 	RefreshTimeout   time.Duration   `name:"refresh.timeout" help:"Deadline of one refresh's exporter reads, shared in turn (healthy exporters first): one that hangs is cut off at the end of its share and keeps its last data. Default: 4/5 of refresh.interval (4s for 5s), so a refresh ends before the next is due."`
 	ExposeRanks      bool            `name:"expose.ranks" help:"Also expose every influencer's rank on /metrics as mockstagram_influencer_rank{pk} (1M series: about 45 MB a scrape, see docs/rankd.md)."`
+	VictoriaURL      string          `name:"victoria.url" help:"VictoriaMetrics that stores the exporters' samples (http://victoria-metrics:8428; vmselect: http://vmselect:8481/select/0/prometheus): the gains' baselines are read from it. Empty turns gains and /api/v1/movers off."`
+	GainsWindows     string          `name:"gains.windows" default:"${gains_windows}" help:"Comma-separated gains windows (Prometheus durations: 1h, 24h, 7d, 30d)."`
+	GainsRefresh     time.Duration   `name:"gains.refresh" default:"1m" help:"Read the baselines that are due this often; a window is re-read every gains.refresh or every 1/60 of its length, whichever is longer (one population export from VictoriaMetrics each)."`
+	GainsLookback    time.Duration   `name:"gains.lookback" default:"2m" help:"A baseline is the influencer's last sample at most this long before the window start; keep it above the poll interval."`
+	GainsTimeout     time.Duration   `name:"gains.timeout" default:"2m" help:"Deadline of one metric's export from VictoriaMetrics."`
 	Web              webserver.Flags `embed:""`
 	Log              logging.Flags   `embed:""`
 }
@@ -44,7 +49,7 @@ func parse(args []string, stdout io.Writer) (*cli, error) {
 	var c cli
 	_, err := cmdline.Parse(&c, "rankd",
 		"Answers influencer rank, population average and latest values from a live snapshot of the exporters.",
-		"RANKD", kong.Vars{"web_listen_address": ":9867"}, args, stdout)
+		"RANKD", kong.Vars{"web_listen_address": ":9867", "gains_windows": rankd.DefaultWindows}, args, stdout)
 	return &c, err
 }
 
@@ -88,7 +93,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	timeout := c.refreshTimeout()
-	srv, err := rankd.New(rankd.Config{Sources: urls, Refresh: c.RefreshInterval, Timeout: timeout, ExposeRanks: c.ExposeRanks, Logger: log})
+	windows, err := rankd.ParseWindows(c.GainsWindows)
+	if err != nil {
+		log.Error("invalid configuration", "err", err)
+		return 2
+	}
+	srv, err := rankd.New(rankd.Config{Sources: urls, Refresh: c.RefreshInterval, Timeout: timeout, ExposeRanks: c.ExposeRanks, Logger: log,
+		Victoria: c.VictoriaURL, Windows: windows, GainsRefresh: c.GainsRefresh, GainsLookback: c.GainsLookback, GainsTimeout: c.GainsTimeout})
 	if err != nil {
 		log.Error("invalid configuration", "err", err)
 		return 2
@@ -99,6 +110,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	log.Info("serving", "addresses", web.Addrs(), "exporters", len(urls), "refresh", c.RefreshInterval)
+	if c.VictoriaURL == "" {
+		log.Info("gains are off: set --victoria.url to serve gains and /api/v1/movers")
+	} else {
+		log.Info("gains", "victoria", c.VictoriaURL, "windows", rankd.WindowNames(windows), "refresh", c.GainsRefresh, "lookback", c.GainsLookback)
+	}
 	if timeout >= c.RefreshInterval { // only when given: the derived timeout is below
 		log.Warn("--refresh.timeout is not below --refresh.interval: while an exporter hangs, every refresh takes the whole timeout and the snapshot can be up to interval + timeout old; lower --refresh.timeout",
 			"refresh.interval", c.RefreshInterval, "refresh.timeout", timeout)

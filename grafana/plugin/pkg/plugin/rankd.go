@@ -33,6 +33,38 @@ type Influencer struct {
 	PolledAt       time.Time  `json:"polledAt"`
 	Suspicious     *bool      `json:"suspicious"` // absent until the first verdict
 	CheckedAt      *time.Time `json:"checkedAt"`  // time of that verdict
+	// Gains by window ("24h"), /api/v1/influencers/{pk} only, when rankd
+	// has gains on and a baseline that old for the influencer.
+	Gains map[string]Gain `json:"gains"`
+	// AvailableFrom gives, for a window with no baseline that old yet, when
+	// it will have one.
+	AvailableFrom map[string]time.Time `json:"availableFrom"`
+}
+
+// Gain is one window's gains of one influencer.
+type Gain struct {
+	Followers         int64     `json:"followers"`
+	Following         int64     `json:"following"`
+	FollowersRelative *float64  `json:"followersRelative"` // null when the baseline is 0
+	FollowingRelative *float64  `json:"followingRelative"`
+	Rank              int64     `json:"rank"`  // of the follower gain
+	Total             int64     `json:"total"` // influencers ranked in the window
+	From              time.Time `json:"from"`  // the baseline sample's time
+}
+
+// Movers is rankd's /api/v1/movers.
+type Movers struct {
+	Items []struct {
+		PK   int64 `json:"pk"`
+		Gain int64 `json:"gain"`
+		Rank int64 `json:"rank"`
+	} `json:"items"`
+	Limit  int64     `json:"limit"`
+	Offset int64     `json:"offset"`
+	Order  string    `json:"order"`
+	Start  time.Time `json:"start"`
+	Total  int64     `json:"total"`
+	Window string    `json:"window"`
 }
 
 // Average is rankd's /api/v1/average.
@@ -51,6 +83,22 @@ type Average struct {
 	SnapshotAt time.Time `json:"snapshotAt"`
 	Suspicious *int64    `json:"suspicious"` // flagged influencers
 	Verdicts   *int64    `json:"verdicts"`   // influencers with a verdict
+	// Gains holds the population's follower gains by window, when rankd has
+	// gains on.
+	Gains map[string]struct {
+		Average     float64 `json:"average"`
+		Count       int64   `json:"count"`
+		Max         int64   `json:"max"`
+		Min         int64   `json:"min"`
+		Percentiles struct {
+			P01 int64 `json:"p01"`
+			P10 int64 `json:"p10"`
+			P50 int64 `json:"p50"`
+			P90 int64 `json:"p90"`
+			P99 int64 `json:"p99"`
+		} `json:"percentiles"`
+		Start time.Time `json:"start"`
+	} `json:"gains"`
 }
 
 // Page is rankd's /api/v1/top and /api/v1/suspicious.
@@ -75,6 +123,14 @@ type Status struct {
 	SnapshotAgeSeconds *float64 `json:"snapshotAgeSeconds"`
 	Complete           bool     `json:"complete"`
 	Influencers        int64    `json:"influencers"`
+	Gains              []struct {
+		Window      string    `json:"window"`
+		Start       time.Time `json:"start"`
+		Influencers int64     `json:"influencers"`
+		LastRead    time.Time `json:"lastRead"`
+		LastError   string    `json:"lastError"`
+		ReadMs      float64   `json:"readMs"`
+	} `json:"gains"` // each gains window's baselines
 }
 
 // APIError is an error answer of rankd, {"status":"error","error":"..."}.
