@@ -77,8 +77,22 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 	if c.Verbose {
 		st.Tee = func(name string) io.Writer { return &prefixWriter{w: out, prefix: name + " | "} }
 	}
+	var expNames []string
+	for i := range c.Shards {
+		expNames = append(expNames, fmt.Sprintf("exporter-%d", i))
+	}
 	defer func() {
-		if err := st.Stop(); err != nil {
+		// vmalert first (it may wait on a query), then rankd, then every
+		// exporter at once: each waits for its own final scrape, up to a
+		// scrape interval, and one after another they took the sum of
+		// those waits (40.6 s at 1M with 2 shards). Then VictoriaMetrics
+		// and the simulator, last started first.
+		var errs []error
+		for _, names := range [][]string{{"vmalert"}, {"rankd"}, expNames} {
+			errs = append(errs, st.StopTogether(names...))
+		}
+		errs = append(errs, st.Stop())
+		if err := errors.Join(errs...); err != nil {
 			fmt.Fprintln(out, err)
 		}
 	}()
@@ -132,7 +146,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		return err
 	}
 	for i := range c.Shards {
-		if _, err := st.Start(ctx, fmt.Sprintf("exporter-%d", i), stack.Exporter{Addr: expHosts[i], Upstreams: upstreams,
+		if _, err := st.Start(ctx, expNames[i], stack.Exporter{Addr: expHosts[i], Upstreams: upstreams,
 			PKs: pks, Shard: pkrange.Shard{Index: i, Count: c.Shards},
 			PollInterval: c.PollInterval, PollTimeout: min(5*time.Second, c.PollInterval/2),
 			SuspiciousPeriod: c.SuspiciousPeriod, SuspiciousOff: c.SuspiciousPeriod == 0,
