@@ -13,7 +13,9 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
@@ -132,6 +134,34 @@ func (s *Stack) Stop() error {
 		}
 	}
 	s.Procs = nil
+	return errors.Join(errs...)
+}
+
+// StopTogether stops the named components at the same time, for parts that
+// each wait on something of their own before they exit (every exporter
+// shard waits for its final scrape), so that the stop takes the longest
+// wait, not their sum. They leave Procs; errors are reported as by Stop.
+func (s *Stack) StopTogether(names ...string) error {
+	var stop []*Proc
+	kept := s.Procs[:0]
+	for _, p := range s.Procs {
+		if slices.Contains(names, p.Name) {
+			stop = append(stop, p)
+		} else {
+			kept = append(kept, p)
+		}
+	}
+	s.Procs = kept
+	errs := make([]error, len(stop))
+	var wg sync.WaitGroup
+	for i, p := range stop {
+		wg.Go(func() {
+			if err := p.Stop(orDefault(s.StopTimeout, 15*time.Second)); err != nil {
+				errs[i] = fmt.Errorf("%s: %w", p.Name, err)
+			}
+		})
+	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 

@@ -173,3 +173,39 @@ func TestRestartAndWrap(t *testing.T) {
 		t.Fatal("the restarted vm still runs after Stop")
 	}
 }
+
+// TestStopTogether stops the named components at once and leaves the
+// others to Stop.
+func TestStopTogether(t *testing.T) {
+	vmtest.Binary(t, "victoria-metrics")
+	dir := t.TempDir()
+	s := &stack.Stack{BinDir: filepath.Join(vmtest.RepoRoot(), "bin"), LogDir: dir, StopTimeout: 20 * time.Second}
+	t.Cleanup(func() { s.Stop() })
+	ctx := context.Background()
+	var ps []*stack.Proc
+	for _, name := range []string{"a", "b", "c"} {
+		p, err := s.Start(ctx, name, stack.Victoria{DataDir: filepath.Join(dir, name), LogLevel: "WARN"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ps = append(ps, p)
+	}
+	if err := s.StopTogether("a", "c"); err != nil {
+		t.Fatal(err)
+	}
+	for i, p := range ps {
+		select {
+		case <-p.Done():
+			if i == 1 {
+				t.Fatal("b stopped with a and c")
+			}
+		default:
+			if i != 1 {
+				t.Fatalf("%s still runs after StopTogether", p.Name)
+			}
+		}
+	}
+	if len(s.Procs) != 1 || s.Procs[0] != ps[1] {
+		t.Fatalf("%d procs left, want b", len(s.Procs))
+	}
+}

@@ -118,7 +118,31 @@ func (ch *chaos) healthy(ctx context.Context) (bool, string) {
 			return false, fmt.Sprintf("%s coverage %.4f", exporterNames[i], t.fresh/max(t.owned, 1))
 		}
 	}
+	if ok, why := ch.delivered(); !ok {
+		return false, why
+	}
 	return ch.rankdExact(ctx)
+}
+
+// delivered reports whether VictoriaMetrics answers and vmagent has
+// nothing waiting for it.
+func (ch *chaos) delivered() (bool, string) {
+	resp, err := ch.client.Get(ch.vmURL + "/health")
+	if err != nil {
+		return false, "VictoriaMetrics not answering"
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, "VictoriaMetrics: " + resp.Status
+	}
+	f, err := promtext.Fetch(ch.client, ch.agentURL+"/metrics")
+	if err != nil {
+		return false, "vmagent not answering"
+	}
+	if b := f.Sum("vmagent_remotewrite_pending_data_bytes"); b > 0 {
+		return false, fmt.Sprintf("vmagent holds %.0f bytes for VictoriaMetrics", b)
+	}
+	return true, ""
 }
 
 // rankdExact asks rankd for a few random influencers and compares them

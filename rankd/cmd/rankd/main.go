@@ -126,5 +126,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		log.Error("rankd failed", "err", err)
 		return 1
 	}
+	log.Info("stopped")
 	return 0
 }

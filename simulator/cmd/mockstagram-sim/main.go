@@ -160,12 +160,14 @@ func serve(ctx context.Context, c *cli, logger *slog.Logger) error {
 	case <-ctx.Done():
 	}
 	logger.Info("shutting down")
+	stopping := time.Now()
 	if err := srv.Shutdown(); err != nil {
 		return fmt.Errorf("cannot shut down cleanly: %w", err)
 	}
 	if err := <-served; err != nil && !errors.Is(err, net.ErrClosed) {
 		return err
 	}
+	logger.Info("stopped", "took", time.Since(stopping).Round(time.Millisecond))
 	return nil
 }
 
