@@ -84,6 +84,8 @@ type rankdQuery struct {
 	N          *int                  `json:"n,omitempty"`
 	Offset     *int                  `json:"offset,omitempty"`
 	Limit      *int                  `json:"limit,omitempty"`
+	Window     *string               `json:"window,omitempty"`
+	Order      *string               `json:"order,omitempty"`
 }
 
 // decodeRankdQuery rejects unknown fields and wrong types, then validates.
@@ -107,8 +109,12 @@ func (q *rankdQuery) Equals(other variants.Dataquery) bool {
 	return ok && reflect.DeepEqual(q, o)
 }
 
-// pkValue is a pk as rankd accepts it, or one Grafana variable.
-var pkValue = regexp.MustCompile(`^(\d+|\$[A-Za-z_]\w*|\$\{[A-Za-z_]\w*\})$`)
+// pkValue is a pk as rankd accepts it, or one Grafana variable; windowValue
+// a gains window or one variable.
+var (
+	pkValue     = regexp.MustCompile(`^(\d+|\$[A-Za-z_]\w*|\$\{[A-Za-z_]\w*\})$`)
+	windowValue = regexp.MustCompile(`^(\d+[smhdwy]|\$[A-Za-z_]\w*|\$\{[A-Za-z_]\w*\})$`)
+)
 
 // Validate checks the fields each query type reads, and that no other is
 // set (a field the plugin ignores is a query that does not do what it says).
@@ -122,19 +128,25 @@ func (q *rankdQuery) Validate() error {
 		name string
 		set  bool
 	}
-	allowed := map[string][]string{"influencer": {"pk"}, "average": {}, "top": {"n", "offset"}, "suspicious": {"limit", "offset"}}
+	allowed := map[string][]string{"influencer": {"pk"}, "average": {}, "top": {"n", "offset"}, "suspicious": {"limit", "offset"},
+		"gains": {"pk"}, "movers": {"window", "order", "limit", "offset"}}
 	want, ok := allowed[q.QueryType]
 	if !ok {
-		bad("rankd query %s: queryType %q; want influencer, average, top or suspicious", q.RefID, q.QueryType)
+		bad("rankd query %s: queryType %q; want influencer, average, top, suspicious, gains or movers", q.RefID, q.QueryType)
 	}
-	for _, f := range []field{{"pk", q.PK != nil}, {"n", q.N != nil}, {"offset", q.Offset != nil}, {"limit", q.Limit != nil}} {
+	for _, f := range []field{{"pk", q.PK != nil}, {"n", q.N != nil}, {"offset", q.Offset != nil}, {"limit", q.Limit != nil},
+		{"window", q.Window != nil}, {"order", q.Order != nil}} {
 		if ok && f.set && !slices.Contains(want, f.name) {
 			bad("rankd query %s: queryType %s does not read %s", q.RefID, q.QueryType, f.name)
 		}
 	}
 	switch {
-	case q.QueryType == "influencer" && (q.PK == nil || !pkValue.MatchString(*q.PK)):
-		bad("rankd query %s: an influencer query needs pk, an integer or one variable such as $pk, as a string", q.RefID)
+	case (q.QueryType == "influencer" || q.QueryType == "gains") && (q.PK == nil || !pkValue.MatchString(*q.PK)):
+		bad("rankd query %s: an %s query needs pk, an integer or one variable such as $pk, as a string", q.RefID, q.QueryType)
+	case q.QueryType == "movers" && (q.Window == nil || !windowValue.MatchString(*q.Window)):
+		bad("rankd query %s: a movers query needs window, a duration such as 24h or one variable such as $window", q.RefID)
+	case q.Order != nil && *q.Order != "gainers" && *q.Order != "losers":
+		bad("rankd query %s: order=%q, want gainers or losers", q.RefID, *q.Order)
 	case q.N != nil && (*q.N < 1 || *q.N > 1000):
 		bad("rankd query %s: n=%d, want 1..1000", q.RefID, *q.N)
 	case q.Limit != nil && (*q.Limit < 1 || *q.Limit > 1000):
@@ -338,6 +350,12 @@ func TestDashboardsParseStrictly(t *testing.T) {
 	rq(`{"refId":"A","queryType":"top","n":100,"offset":0}`, "")
 	rq(`{"refId":"A","queryType":"suspicious","limit":100,"offset":0}`, "")
 	rq(`{"refId":"A","queryType":"average"}`, "")
+	rq(`{"refId":"A","queryType":"gains","pk":"$pk"}`, "")
+	rq(`{"refId":"A","queryType":"movers","window":"$window","order":"losers","limit":100,"offset":0}`, "")
+	rq(`{"refId":"A","queryType":"movers","window":"24h"}`, "")
+	rq(`{"refId":"A","queryType":"movers"}`, "needs window")
+	rq(`{"refId":"A","queryType":"movers","window":"24h","order":"up"}`, `order="up"`)
+	rq(`{"refId":"A","queryType":"gains","window":"24h","pk":"1"}`, "does not read window")
 	rq(`{"refId":"A","queryType":"rank","pk":"1"}`, `queryType "rank"`)
 	rq(`{"refId":"A","queryType":"influencer","pk":1000001}`, "cannot unmarshal number")
 	rq(`{"refId":"A","queryType":"influencer","pk":"abc"}`, "needs pk")
@@ -503,8 +521,9 @@ func TestDashboardConventions(t *testing.T) {
 				pk = &b.d.Templating.List[i]
 			}
 		}
-		if pk == nil || pk.Type != dashboard.VariableTypeTextbox || pk.Query == nil || deref(pk.Query.String) != "1000001" {
-			t.Errorf("influencer.json: want a textbox variable pk with default 1000001, got %+v", pk)
+		if pk == nil || pk.Type != dashboard.VariableTypeCustom || !deref(pk.Multi) || !deref(pk.AllowCustomValue) || deref(pk.IncludeAll) ||
+			!slices.Equal(currentValues(pk.Current), []string{"1000001"}) {
+			t.Errorf("influencer.json: want a custom multi-value variable pk that takes typed pks, without All, with default 1000001, got %+v", pk)
 		}
 	}
 }
@@ -913,6 +932,13 @@ func resolveVariables(t *testing.T, b board, api *promAPI, q grafanaQuery) map[s
 		switch m.Type {
 		case dashboard.VariableTypeDatasource:
 			continue // chosen by type; no query runs
+		case dashboard.VariableTypeCustom:
+			// Grafana's selection: the current values (typed ones too when
+			// allowCustomValue), else the first option.
+			v.values = currentValues(m.Current)
+			if len(v.values) == 0 && len(m.Options) > 0 {
+				v.values = currentValues(&m.Options[0])
+			}
 		case dashboard.VariableTypeTextbox:
 			v.values = currentValues(m.Current)
 			if len(v.values) == 0 && m.Query != nil {
@@ -970,6 +996,10 @@ func checkCheap(t *testing.T, where, expr string) {
 	}
 }
 
+// pkList is a regexp that matches only listed pks: the multi-value pk
+// variable as Grafana formats it, (1000001|1000002), or one pk.
+var pkList = regexp.MustCompile(`^\(?\d+(\|\d+)*\)?$`)
+
 func cheap(expr string) error {
 	e, err := metricsql.Parse(expr)
 	if err != nil {
@@ -988,7 +1018,7 @@ func cheap(expr string) error {
 				if lf.Label == "__name__" && exact {
 					name = lf.Value
 				}
-				if lf.Label == "pk" && exact {
+				if lf.Label == "pk" && (exact || lf.IsRegexp && !lf.IsNegative && pkList.MatchString(lf.Value)) {
 					pk = true
 				}
 			}
@@ -1018,6 +1048,10 @@ func TestCheapCheck(t *testing.T) {
 	f(`count(ALERTS{alertname="InfluencerFollowerJump"}) or vector(0)`, "")
 	f(`mockstagram_influencer_followers`, "reads every influencer")
 	f(`topk(10, last_over_time(mockstagram_influencer_followers[5m]))`, "reads every influencer")
+	f(`mockstagram_influencer_followers{pk=~"(1000001|1000002)"}`, "")
+	f(`delta(mockstagram_influencer_followers{pk=~"1000001"}[1d])`, "")
+	f(`mockstagram_influencer_followers{pk=~"(1000001|.*)"}`, "reads every influencer")
+	f(`mockstagram_influencer_followers{pk!~"(1000001)"}`, "reads every influencer")
 	f(`mockstagram_influencer_followers{pk=~".+"}`, "reads every influencer")
 	f(`mockstagram_influencer_followers{pk!="1"}`, "reads every influencer")
 	f(`mockstagram_influencer_followers{pk="1"} / mockstagram_influencer_following`, "reads every influencer")
@@ -1247,15 +1281,18 @@ func startStack(t *testing.T) *testStack {
 		hosts = append(hosts, strings.TrimPrefix(sh.URL, "http://"))
 	}
 
-	rk, err := rankd.New(rankd.Config{Sources: shardURLs, Refresh: time.Second, Timeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler)})
+	// rankd's gains read their baselines from the VictoriaMetrics below,
+	// which holds a month of imported history (importHistory).
+	windows, err := rankd.ParseWindows(rankd.DefaultWindows)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { rk.Run(ctx); close(done) }()
+	rk, err := rankd.New(rankd.Config{Sources: shardURLs, Refresh: time.Second, Timeout: 5 * time.Second, Logger: slog.New(slog.DiscardHandler),
+		Victoria: "http://" + vmAddr, Windows: windows, GainsRefresh: time.Second, GainsLookback: 30 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
 	rkSrv := httptest.NewServer(rk.Handler())
-	t.Cleanup(func() { rkSrv.Close(); cancel(); <-done })
 	s.rankdURL = rkSrv.URL
 
 	// victoria/scrape.yml at the test's scrape interval.
@@ -1297,6 +1334,11 @@ func startStack(t *testing.T) *testStack {
 	s.vm = vmtest.Run(t, stack.Victoria{Addr: vmAddr, DataDir: filepath.Join(dir, "vm"),
 		ScrapeConfig: filepath.Join(dir, "scrape.yml"), QueryFresh: true, LogLevel: "WARN"})
 	s.api = &promAPI{base: s.vm.URL}
+	importHistory(t, s.vm, r, windows)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rk.Run(ctx); close(done) }()
+	t.Cleanup(func() { rkSrv.Close(); cancel(); <-done })
 
 	sel := fmt.Sprintf(`mockstagram_influencer_followers{pk="%d"}`, pk)
 	waitFor(t, 30*time.Second, "three polls of pk 1000001 in VictoriaMetrics", func() bool {
@@ -1317,6 +1359,39 @@ func startStack(t *testing.T) *testStack {
 	vmtest.Run(t, stack.VMAlert{Addr: vmalertAddr, Datasource: s.vm.URL, Rules: rules,
 		FlushInterval: 200 * time.Millisecond, NoDelay: true, LogLevel: "WARN"})
 	return s
+}
+
+// importHistory writes, through VictoriaMetrics' import API, each
+// influencer's counts one minute before the start of each gains window and
+// one sample a day for 30 days: the history the gains panels and the daily
+// bars read, which a test cannot wait for.
+func importHistory(t *testing.T, vm *vmtest.Proc, r pkrange.Range, windows []rankd.Window) {
+	t.Helper()
+	var b bytes.Buffer
+	now := time.Now()
+	var agos []time.Duration
+	for _, w := range windows {
+		agos = append(agos, w.D+time.Minute)
+	}
+	for d := 1; d <= 30; d++ {
+		agos = append(agos, time.Duration(d)*24*time.Hour-time.Hour)
+	}
+	for pk := r.Min; pk <= r.Max; pk++ {
+		for _, ago := range agos {
+			f := 90_000 + pk%7*1000 - int64(ago/time.Hour)*3
+			fmt.Fprintf(&b, "mockstagram_influencer_followers{pk=\"%d\"} %d %d\n", pk, f, now.Add(-ago).UnixMilli())
+			fmt.Fprintf(&b, "mockstagram_influencer_following{pk=\"%d\"} %d %d\n", pk, 900+pk%5, now.Add(-ago).UnixMilli())
+		}
+	}
+	resp, err := http.Post(vm.URL+"/api/v1/import/prometheus", "text/plain", &b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("import history: HTTP %d", resp.StatusCode)
+	}
+	vm.Flush(t)
 }
 
 // waitForData waits until the series the dashboards read have enough
@@ -1367,7 +1442,16 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 					}
 					panelInterval = deref(e.panel.Interval)
 				}
-				q, err := planQuery(window.from, window.to, maxDP, panelInterval, e.interval, scrapeEvery)
+				from := window.from
+				if e.panel != nil && deref(e.panel.TimeFrom) != "" { // the panel's relative time overrides the dashboard's
+					d, err := parseGrafanaDuration(deref(e.panel.TimeFrom))
+					if err != nil {
+						t.Errorf("%s: timeFrom: %v", e.where, err)
+						continue
+					}
+					from = window.to.Add(-d)
+				}
+				q, err := planQuery(from, window.to, maxDP, panelInterval, e.interval, scrapeEvery)
 				if err != nil {
 					t.Errorf("%s: %v", e.where, err)
 					continue
@@ -1444,6 +1528,22 @@ func checkRankdTargets(t *testing.T, b board, rankdURL string, vars map[string]v
 				path = fmt.Sprintf("/api/v1/top?n=%d&offset=%d", deref(q.N), deref(q.Offset))
 			case "suspicious":
 				path = fmt.Sprintf("/api/v1/suspicious?limit=%d&offset=%d", deref(q.Limit), deref(q.Offset))
+			case "gains":
+				pkv, err := substitute(*q.PK, vars)
+				if err != nil {
+					t.Errorf("%s: %v", where, err)
+					continue
+				}
+				// The plugin asks for each pk of the list; the first stands for all.
+				first, _, _ := strings.Cut(strings.Trim(pkv, "()"), "|")
+				path = "/api/v1/influencers/" + first
+			case "movers":
+				w, err := substitute(*q.Window, vars)
+				if err != nil {
+					t.Errorf("%s: %v", where, err)
+					continue
+				}
+				path = fmt.Sprintf("/api/v1/movers?window=%s&order=%s&limit=%d&offset=%d", w, deref(q.Order), deref(q.Limit), deref(q.Offset))
 			}
 			resp, err := http.Get(rankdURL + path)
 			if err != nil {
@@ -1467,6 +1567,28 @@ func checkRankdTargets(t *testing.T, b board, rankdURL string, vars map[string]v
 					continue
 				}
 				fields = list[0].(map[string]any)
+			}
+			switch q.QueryType {
+			case "movers": // the plugin adds each row's username
+				items, _ := obj["items"].([]any)
+				if len(items) == 0 {
+					t.Errorf("%s: rankd GET %s lists no mover", where, path)
+					continue
+				}
+				fields = items[0].(map[string]any)
+				fields["username"] = ""
+			case "gains": // a row per window: the window's gains, or when it will have them
+				gains, _ := obj["gains"].(map[string]any)
+				if len(gains) == 0 {
+					t.Errorf("%s: rankd GET %s has no gains", where, path)
+					continue
+				}
+				fields = map[string]any{"pk": 0, "username": "", "window": "", "availableFrom": ""}
+				for _, g := range gains {
+					for k, v := range g.(map[string]any) {
+						fields[k] = v
+					}
+				}
 			}
 			for _, f := range shownFields(p) {
 				re, err := regexp.Compile(f)

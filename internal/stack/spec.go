@@ -114,8 +114,15 @@ type Rankd struct {
 	// Zero durations leave the binary's defaults.
 	Refresh        time.Duration
 	RefreshTimeout time.Duration
-	LogLevel       string
-	Extra          []string
+	// Gains: Victoria is the VictoriaMetrics base URL the baselines are read
+	// from (empty: gains off); empty windows and zero durations leave the
+	// binary's defaults.
+	Victoria      string
+	GainsWindows  string
+	GainsRefresh  time.Duration
+	GainsLookback time.Duration
+	LogLevel      string
+	Extra         []string
 }
 
 // Binary implements Spec.
@@ -136,6 +143,10 @@ func (r Rankd) Args() []string {
 	}
 	a.dur("--refresh.interval", r.Refresh)
 	a.dur("--refresh.timeout", r.RefreshTimeout)
+	a.str("--victoria.url", r.Victoria)
+	a.str("--gains.windows", r.GainsWindows)
+	a.dur("--gains.refresh", r.GainsRefresh)
+	a.dur("--gains.lookback", r.GainsLookback)
 	a.str("--log.level", r.LogLevel)
 	return append(a, r.Extra...)
 }

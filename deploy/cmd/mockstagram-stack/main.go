@@ -28,6 +28,7 @@ import (
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/promtext"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/stack"
+	"github.com/mockstagram-exporter/mockstagram-exporter/rankd"
 	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
 )
 
@@ -39,6 +40,7 @@ type cli struct {
 	Shards           int           `name:"shards" default:"2" help:"Exporter shards."`
 	SuspiciousPeriod time.Duration `name:"suspicious.period" default:"24h" help:"Every influencer gets a suspicious verdict once per period (the exporters' --suspicious.period); 0 turns the checks off."`
 	PollInterval     time.Duration `name:"poll.interval" default:"60s" help:"Every influencer is polled once per interval."`
+	GainsWindows     string        `name:"gains.windows" default:"1h,24h,7d,30d" help:"rankd's gains windows (its --gains.windows); short ones such as 1m show gains and movers within minutes of a start."`
 	PortsBase        int           `name:"ports.base" default:"19000" help:"First of a block of loopback ports: simulator = base, VictoriaMetrics = base+1, vmalert = base+2, rankd = base+3, exporter shard i = base+10+i."`
 	VictoriaDir      string        `name:"victoria.dir" default:"victoria" help:"Where scrape.yml and rules/*.yml are (the repository's victoria/)."`
 	StatusEvery      time.Duration `name:"status.every" default:"30s" help:"Print a status line this often once the first cycle is done."`
@@ -155,8 +157,12 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 			return err
 		}
 	}
+	// rankd reads its gains' baselines from this VictoriaMetrics, at most
+	// once a poll interval, from the last sample within two polls (at least
+	// 2 minutes) of each window's start.
 	if _, err := st.Start(ctx, "rankd", stack.Rankd{Addr: c.addr(portRankd), Exporters: exps,
-		Refresh: min(5*time.Second, c.PollInterval)}); err != nil {
+		Refresh: min(5*time.Second, c.PollInterval), Victoria: c.url(portVM), GainsWindows: c.GainsWindows,
+		GainsRefresh: min(time.Minute, c.PollInterval), GainsLookback: max(2*time.Minute, 2*c.PollInterval)}); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "starting vmalert...\n")
@@ -182,6 +188,9 @@ func (c *cli) validate() error {
 	}
 	if c.PollInterval < time.Second {
 		return fmt.Errorf("--poll.interval=%s is below 1s", c.PollInterval)
+	}
+	if _, err := rankd.ParseWindows(c.GainsWindows); err != nil {
+		return fmt.Errorf("--%w", err)
 	}
 	if c.SuspiciousPeriod != 0 && c.SuspiciousPeriod < time.Second {
 		return fmt.Errorf("--suspicious.period=%s is below 1s (0 turns the checks off)", c.SuspiciousPeriod)
@@ -226,6 +235,10 @@ func announce(c *cli, out io.Writer, upstreams, exps []string, logDir string) er
 	fmt.Fprintf(out, "  VictoriaMetrics    %s/vmui/#/?g0.expr=%s&g0.range_input=1h\n", c.url(portVM), neturl.QueryEscape(q))
 	fmt.Fprintf(out, "  vmalert alerts     %s/vmalert/alerts\n", c.url(portVMAlert))
 	fmt.Fprintf(out, "  rankd              %s/api/v1/influencers/1000001  (also /api/v1/average, /api/v1/top?n=10)\n", c.url(portRankd))
+	if ws, err := rankd.ParseWindows(c.GainsWindows); err == nil && len(ws) > 0 {
+		fmt.Fprintf(out, "  movers             %s/api/v1/movers?window=%s&order=gainers&limit=10  (gains over %s, once VictoriaMetrics holds that much history)\n",
+			c.url(portRankd), ws[0].Name, rankd.WindowNames(ws))
+	}
 	fmt.Fprintf(out, "  logs               %s/\n\n", logDir)
 	if b, err := json.MarshalIndent(endpoints, "", "  "); err == nil {
 		if err := os.WriteFile(filepath.Join(c.DataDir, "endpoints.json"), append(b, '\n'), 0o644); err != nil {

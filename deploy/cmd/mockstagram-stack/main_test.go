@@ -106,7 +106,8 @@ func TestStackRunsAndStops(t *testing.T) {
 	bin := buildBinaries(t)
 	data := t.TempDir()
 	c := &cli{BinDir: bin, DataDir: data, PKCount: 2000, Shards: 2, PollInterval: 2 * time.Second,
-		SuspiciousPeriod: 8 * time.Second, PortsBase: freeBlock(t, 12), StatusEvery: time.Second, VictoriaDir: victoriaDir}
+		SuspiciousPeriod: 8 * time.Second, PortsBase: freeBlock(t, 12), StatusEvery: time.Second, VictoriaDir: victoriaDir,
+		GainsWindows: "10s"}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var out proc.Buffer
@@ -197,6 +198,28 @@ func TestStackRunsAndStops(t *testing.T) {
 			t.Fatal("rankd never served the average over 2000 influencers")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+	// rankd reads its gains from the launcher's VictoriaMetrics: the movers
+	// of the 10s window come out of the box.
+	deadline4 := time.Now().Add(40 * time.Second)
+	for {
+		resp, err := http.Get(ep.Rankd + "/api/v1/movers?window=10s&limit=3")
+		var body []byte
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var m struct {
+				Total int
+				Items []struct{ Rank int }
+			}
+			if json.Unmarshal(body, &m) == nil && m.Total == 2000 && len(m.Items) == 3 && m.Items[0].Rank == 1 {
+				break
+			}
+		}
+		if time.Now().After(deadline4) {
+			t.Fatalf("rankd never served the movers of the 10s window over 2000 influencers: %s %v", body, err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 	resp, err := http.Get(ep.VMAlert + "/api/v1/rules")
 	if err != nil {

@@ -13,11 +13,19 @@ export class DataSource extends DataSourceWithBackend<RankdQuery, RankdOptions> 
     return DEFAULT_QUERY;
   }
 
-  /** Dashboard variables in pk (such as $pk) are replaced before the backend sees the query. */
+  /**
+   * Dashboard variables in pk and window (such as $pk) are replaced before
+   * the backend sees the query; a multi-value pk becomes a comma-separated
+   * list.
+   */
   applyTemplateVariables(query: RankdQuery, scopedVars: ScopedVars): RankdQuery {
-    if (!query.pk) {
-      return query;
+    const out = { ...query };
+    if (query.pk) {
+      out.pk = getTemplateSrv().replace(query.pk, scopedVars, 'csv');
     }
-    return { ...query, pk: getTemplateSrv().replace(query.pk, scopedVars) };
+    if (query.window) {
+      out.window = getTemplateSrv().replace(query.window, scopedVars);
+    }
+    return out;
   }
 }

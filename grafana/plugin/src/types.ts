@@ -2,19 +2,29 @@ import { DataSourceJsonData } from '@grafana/data';
 import { DataQuery } from '@grafana/schema';
 
 /** What a query asks rankd for. */
-export type QueryType = 'influencer' | 'average' | 'top' | 'suspicious';
+export type QueryType = 'influencer' | 'average' | 'top' | 'suspicious' | 'gains' | 'movers';
 
-/** The query model the backend reads: {queryType, pk, n, offset, limit}. */
+/** Which end of the gains a movers query lists. */
+export type MoversOrder = 'gainers' | 'losers';
+
+/** The query model the backend reads: {queryType, pk, n, offset, limit, window, order}. */
 export interface RankdQuery extends DataQuery {
   queryType?: QueryType;
-  /** Influencer pk, or a dashboard variable such as $pk (influencer). */
+  /**
+   * Influencer pk, up to 5 comma-separated, or a dashboard variable such as
+   * $pk, multi-value too (influencer, gains).
+   */
   pk?: string;
   /** Page size of the top list, 1..1000 (top). */
   n?: number;
-  /** Rows to skip (top, suspicious). */
+  /** Rows to skip (top, suspicious, movers). */
   offset?: number;
-  /** Page size of the suspicious list, 1..1000 (suspicious). */
+  /** Page size, 1..1000 (suspicious, movers). */
   limit?: number;
+  /** One of rankd's --gains.windows such as 24h, or a variable such as $window (movers). */
+  window?: string;
+  /** gainers (the largest gains first) or losers (movers). */
+  order?: MoversOrder;
 }
 
 export const DEFAULT_QUERY: Partial<RankdQuery> = {
@@ -22,6 +32,8 @@ export const DEFAULT_QUERY: Partial<RankdQuery> = {
   n: 100,
   offset: 0,
   limit: 100,
+  window: '24h',
+  order: 'gainers',
 };
 
 /** jsonData of the datasource. */

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -99,13 +100,34 @@ func (d *Datasource) query(ctx context.Context, dq backend.DataQuery) (resp back
 		return errorResponse(err)
 	}
 	switch q.Type {
-	case QueryInfluencer:
-		path := "/api/v1/influencers/" + strconv.FormatInt(q.PK, 10)
-		var inf Influencer
-		if err := d.client.Get(ctx, path, nil, &inf); err != nil {
+	case QueryInfluencer, QueryGains:
+		infs := make([]Influencer, len(q.PKs))
+		paths := make([]string, len(q.PKs))
+		for i, pk := range q.PKs {
+			paths[i] = "/api/v1/influencers/" + strconv.FormatInt(pk, 10)
+			if err := d.client.Get(ctx, paths[i], nil, &infs[i]); err != nil {
+				return errorResponse(err)
+			}
+		}
+		executed := "GET " + strings.Join(paths, ", GET ")
+		if q.Type == QueryGains {
+			return frameResponse(dq.RefID, GainsFrame(infs, executed))
+		}
+		var resp backend.DataResponse
+		for _, inf := range infs {
+			fr := InfluencerFrame(inf, executed)
+			fr.RefID = dq.RefID
+			resp.Frames = append(resp.Frames, fr)
+		}
+		return resp
+	case QueryMovers:
+		const path = "/api/v1/movers"
+		v := url.Values{"window": {q.Window}, "order": {q.Order}, "limit": {strconv.Itoa(q.Limit)}, "offset": {strconv.Itoa(q.Offset)}}
+		var m Movers
+		if err := d.client.Get(ctx, path, v, &m); err != nil {
 			return errorResponse(err)
 		}
-		return frameResponse(dq.RefID, InfluencerFrame(inf, "GET "+path))
+		return frameResponse(dq.RefID, MoversFrame(m, "GET "+path+"?"+v.Encode()))
 	case QueryAverage:
 		const path = "/api/v1/average"
 		var a Average

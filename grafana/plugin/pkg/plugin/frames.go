@@ -1,7 +1,11 @@
 package plugin
 
 import (
+	"cmp"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/grafana/grafana-plugin-sdk-go/data"
@@ -122,5 +126,124 @@ func ListFrame(name string, p Page, limit int, withChecked bool, executed string
 	}
 	meta.Notices = []data.Notice{{Severity: data.NoticeSeverityInfo, Text: text}}
 	fr.Meta = meta
+	return fr
+}
+
+var windowPart = regexp.MustCompile(`([0-9]+)(ms|[smhdwy])`)
+
+// windowLength orders windows by length ("1h" < "24h" < "7d"); a name that
+// is not a duration sorts last.
+func windowLength(w string) time.Duration {
+	units := map[string]time.Duration{"ms": time.Millisecond, "s": time.Second, "m": time.Minute, "h": time.Hour,
+		"d": 24 * time.Hour, "w": 7 * 24 * time.Hour, "y": 365 * 24 * time.Hour}
+	if !window.MatchString(w) {
+		return 1<<63 - 1
+	}
+	var d time.Duration
+	for _, part := range windowPart.FindAllStringSubmatch(w, -1) {
+		n, _ := strconv.ParseInt(part[1], 10, 64)
+		d += time.Duration(n) * units[part[2]]
+	}
+	return d
+}
+
+// GainsFrame is the gains of one or more influencers, a row per
+// influencer and window, windows shortest first. A window with no history
+// that old has no gains and says from when it will (availableFrom).
+func GainsFrame(infs []Influencer, executed string) *data.Frame {
+	var (
+		pk                     []int64
+		username, win          []string
+		followers, following   []*int64
+		followersR, followingR []*float64
+		rank, total            []*int64
+		from, available        []*time.Time
+	)
+	for _, inf := range infs {
+		var ws []string
+		for w := range inf.Gains {
+			ws = append(ws, w)
+		}
+		for w := range inf.AvailableFrom {
+			ws = append(ws, w)
+		}
+		slices.SortFunc(ws, func(a, b string) int {
+			return cmp.Or(cmp.Compare(windowLength(a), windowLength(b)), strings.Compare(a, b))
+		})
+		for _, w := range ws {
+			pk, username, win = append(pk, inf.PK), append(username, inf.Username), append(win, w)
+			g, ok := inf.Gains[w]
+			if !ok {
+				a := inf.AvailableFrom[w]
+				followers, following, followersR, followingR = append(followers, nil), append(following, nil), append(followersR, nil), append(followingR, nil)
+				rank, total, from, available = append(rank, nil), append(total, nil), append(from, nil), append(available, &a)
+				continue
+			}
+			followers, following = append(followers, &g.Followers), append(following, &g.Following)
+			followersR, followingR = append(followersR, g.FollowersRelative), append(followingR, g.FollowingRelative)
+			rank, total, from, available = append(rank, &g.Rank), append(total, &g.Total), append(from, &g.From), append(available, nil)
+		}
+	}
+	fr := data.NewFrame("gains",
+		field("pk", "pk", "", pk),
+		field("username", "Username", "", username),
+		field("window", "Window", "", win),
+		field("followers", "Followers gained", "short", followers),
+		field("followersRelative", "Followers gained, relative", "percentunit", followersR),
+		field("rank", "Gain rank", "", rank),
+		field("total", "Ranked", "short", total),
+		field("following", "Following gained", "short", following),
+		field("followingRelative", "Following gained, relative", "percentunit", followingR),
+		field("from", "Since", "", from),
+		field("availableFrom", "Available from", "", available),
+	)
+	fr.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable, ExecutedQueryString: executed}
+	if len(pk) == 0 {
+		fr.Meta.Notices = []data.Notice{{Severity: data.NoticeSeverityInfo, Text: "rankd has no gains: it runs without --victoria.url, or its first baselines are being read"}}
+	}
+	return fr
+}
+
+// MoversMeta is the Custom meta of the movers frame.
+type MoversMeta struct {
+	Total  int64     `json:"total"`
+	Offset int64     `json:"offset"`
+	Limit  int64     `json:"limit"`
+	Window string    `json:"window"`
+	Order  string    `json:"order"`
+	Start  time.Time `json:"start"`
+}
+
+// MoversFrame is a page of the largest gains (or losses) over a window,
+// one influencer a row.
+func MoversFrame(m Movers, executed string) *data.Frame {
+	n := len(m.Items)
+	rank, pk, gain := make([]int64, n), make([]int64, n), make([]int64, n)
+	username := make([]string, n)
+	for i, it := range m.Items {
+		rank[i], pk[i], gain[i] = it.Rank, it.PK, it.Gain
+		username[i] = "influencer-" + strconv.FormatInt(it.PK, 10)
+	}
+	fr := data.NewFrame("movers",
+		field("rank", "Gain rank", "", rank),
+		field("pk", "pk", "", pk),
+		field("username", "Username", "", username),
+		field("gain", "Followers gained ("+m.Window+")", "short", gain),
+	)
+	what := "gainers"
+	if m.Order == "losers" {
+		what = "losers"
+	}
+	text := "no " + what + " at offset " + strconv.FormatInt(m.Offset, 10) + " (" + strconv.FormatInt(m.Total, 10) + " influencers with a " + m.Window + " gain)"
+	if n > 0 {
+		text = what + " " + strconv.FormatInt(m.Offset+1, 10) + "-" + strconv.FormatInt(m.Offset+int64(n), 10) + " over " + m.Window +
+			", of " + strconv.FormatInt(m.Total, 10) + " influencers with a gain since " + m.Start.UTC().Format(time.RFC3339)
+	}
+	fr.Meta = &data.FrameMeta{
+		PreferredVisualization: data.VisTypeTable,
+		ExecutedQueryString:    executed,
+		Custom:                 MoversMeta{Total: m.Total, Offset: m.Offset, Limit: m.Limit, Window: m.Window, Order: m.Order, Start: m.Start},
+		Notices:                []data.Notice{{Severity: data.NoticeSeverityInfo, Text: text}},
+	}
 	return fr
 }

@@ -164,8 +164,8 @@ func TestQueryErrors(t *testing.T) {
 		}
 	}
 	const bad = backend.StatusBadRequest
-	f(`{"queryType":"nope"}`, false, bad, `queryType "nope" is not known; choose one of influencer, average, top, suspicious`)
-	f(`{}`, false, bad, `queryType is missing; choose one of influencer, average, top, suspicious`)
+	f(`{"queryType":"nope"}`, false, bad, `queryType "nope" is not known; choose one of influencer, average, top, suspicious, gains, movers`)
+	f(`{}`, false, bad, `queryType is missing; choose one of influencer, average, top, suspicious, gains, movers`)
 	f(`{"queryType":`, false, bad, `the query is not valid JSON (unexpected end of JSON input); edit it in the query editor`)
 	f(`{"queryType":"influencer"}`, false, bad, `pk is missing; enter an influencer pk such as 1000001`)
 	f(`{"queryType":"influencer","pk":"  "}`, false, bad, `pk is missing; enter an influencer pk such as 1000001`)
@@ -183,12 +183,22 @@ func TestQueryErrors(t *testing.T) {
 	f(`{"queryType":"suspicious","limit":0}`, false, bad, `limit=0 is out of range; use 1..1000`)
 	f(`{"queryType":"suspicious","limit":5000}`, false, bad, `limit=5000 is out of range; use 1..1000`)
 	f(`{"queryType":"suspicious","offset":-3}`, false, bad, `offset=-3 is out of range; use 0..2147483647`)
+	f(`{"queryType":"gains","pk":"1,2,3,4,5,6"}`, false, bad, `6 pks; compare at most 5 influencers at a time`)
+	f(`{"queryType":"gains","pk":"{1000001,x}"}`, false, bad, `pk "x" is not an integer; enter an influencer pk such as 1000001`)
+	f(`{"queryType":"influencer","pk":"1000001,$pk"}`, false, bad, `pk "$pk" is not an integer: the dashboard variable was not replaced; define it or enter a pk such as 1000001`)
+	f(`{"queryType":"movers"}`, false, bad, `window is missing; enter one of rankd's --gains.windows such as 24h`)
+	f(`{"queryType":"movers","window":"$window"}`, false, bad, `window "$window" is not a duration: the dashboard variable was not replaced; define it or enter a window such as 24h`)
+	f(`{"queryType":"movers","window":"a day"}`, false, bad, `window "a day" is not a duration; enter one of rankd's --gains.windows such as 24h`)
+	f(`{"queryType":"movers","window":"24h","order":"up"}`, false, bad, `order "up" is not gainers or losers`)
+	f(`{"queryType":"movers","window":"24h","limit":0}`, false, bad, `limit=0 is out of range; use 1..1000`)
 
 	// rankd's own errors pass through with their status.
 	f(`{"queryType":"influencer","pk":"999"}`, true, backend.StatusNotFound, `rankd: no data for pk 999 (tracked: 1000000..1002999) (HTTP 404)`)
 	f(`{"queryType":"influencer","pk":"-5"}`, true, backend.StatusBadRequest, `rankd: pk "-5" is not a non-negative integer (HTTP 400)`)
 	fk.set("/api/v1/average", 503, `{"status":"error","error":"no complete snapshot yet: waiting for every exporter to answer once (see /api/v1/status)"}`)
 	f(`{"queryType":"average"}`, true, backend.Status(503), `rankd: no complete snapshot yet: waiting for every exporter to answer once (see /api/v1/status) (HTTP 503)`)
+	fk.set("/api/v1/movers", 400, `{"status":"error","error":"window=\"2h\" must be one of 1h, 24h, 7d, 30d (--gains.windows)"}`)
+	f(`{"queryType":"movers","window":"2h"}`, true, bad, `rankd: window="2h" must be one of 1h, 24h, 7d, 30d (--gains.windows) (HTTP 400)`)
 	fk.set("/api/v1/suspicious", 404, `{"status":"error","error":"no such endpoint: /api/v1/suspicious; see /"}`)
 	f(`{"queryType":"suspicious"}`, true, backend.StatusNotFound, `rankd: no such endpoint: /api/v1/suspicious; see / (HTTP 404)`)
 	// Something else than rankd at the URL.

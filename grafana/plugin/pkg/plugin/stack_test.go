@@ -192,7 +192,20 @@ func startStack() (*stack, error) {
 	if err := goBuild(root, dir, "./simulator/cmd/mockstagram-sim", "./exporter/cmd/mockstagram_exporter", "./rankd/cmd/rankd"); err != nil {
 		return s, err
 	}
-	ports, err := freePorts(4)
+	// VictoriaMetrics holds the history rankd's gains start from: `make
+	// tools` puts it in the root's bin/, else it is built from the version
+	// the root module pins.
+	vmBin := filepath.Join(root, "bin", "victoria-metrics")
+	if _, err := os.Stat(vmBin); err != nil {
+		if err := goBuild(root, dir, "github.com/VictoriaMetrics/VictoriaMetrics/app/victoria-metrics"); err != nil {
+			return s, err
+		}
+		vmBin = filepath.Join(dir, "victoria-metrics")
+	}
+	if err := os.Symlink(vmBin, filepath.Join(dir, "victoria")); err != nil {
+		return s, err
+	}
+	ports, err := freePorts(5)
 	if err != nil {
 		return s, err
 	}
@@ -217,8 +230,15 @@ func startStack() (*stack, error) {
 		}
 		exporters = append(exporters, "http://"+addr(1+i))
 	}
+	if err := s.start("victoria", "-httpListenAddr="+addr(4), "-storageDataPath="+filepath.Join(dir, "vm-data"), "-loggerLevel=WARN"); err != nil {
+		return fail(err)
+	}
+	if err := importHistory("http://" + addr(4)); err != nil {
+		return fail(err)
+	}
 	if err := s.start("rankd", "--exporter.url="+strings.Join(exporters, ","), "--refresh.interval=500ms",
-		"--refresh.timeout=2s", "--web.listen-address="+addr(3)); err != nil {
+		"--refresh.timeout=2s", "--web.listen-address="+addr(3), "--victoria.url=http://"+addr(4),
+		"--gains.windows="+gainsWindows, "--gains.refresh=1s", "--gains.lookback=30m"); err != nil {
 		return fail(err)
 	}
 	s.rankdURL = "http://" + addr(3)
@@ -231,11 +251,11 @@ func startStack() (*stack, error) {
 		}
 		code, body, err := getJSON(s.rankdURL+"/api/v1/average", &avg)
 		last = fmt.Sprintf("%d %s %v", code, body, err)
-		if code == 200 && avg.Count == population && avg.Verdicts == population {
+		if code == 200 && avg.Count == population && avg.Verdicts == population && strings.Contains(body, `"24h":{`) && strings.Contains(body, `"1h":{`) {
 			return s, nil
 		}
 	}
-	return fail(fmt.Errorf("rankd did not hold %d influencers with verdicts within 90s; last /api/v1/average: %s", population, last))
+	return fail(fmt.Errorf("rankd did not hold %d influencers with verdicts and gains within 90s; last /api/v1/average: %s", population, last))
 }
 
 // getJSON GETs url and decodes a 200 answer into into.
@@ -251,4 +271,43 @@ func getJSON(url string, into any) (int, string, error) {
 		err = json.Unmarshal(b.Bytes(), into)
 	}
 	return resp.StatusCode, b.String(), err
+}
+
+// gainsWindows are rankd's gains windows in the tests: every influencer
+// has history an hour old, the even pks a day old too.
+const gainsWindows = "1h,24h"
+
+// importHistory writes, through VictoriaMetrics' import API, one sample of
+// each influencer's counts 65 minutes ago, and of the even pks 24h05m ago:
+// with --gains.lookback=30m those are the baselines for half an hour.
+func importHistory(vmURL string) error {
+	var b bytes.Buffer
+	now := time.Now()
+	for pk := int64(pkMin); pk <= pkMax; pk++ {
+		for _, ago := range []time.Duration{65 * time.Minute, 24*time.Hour + 5*time.Minute} {
+			if ago > time.Hour && pk%2 == 1 {
+				continue
+			}
+			ts := now.Add(-ago).UnixMilli()
+			fmt.Fprintf(&b, "mockstagram_influencer_followers{pk=\"%d\"} %d %d\n", pk, 90_000+pk%7*1000, ts)
+			fmt.Fprintf(&b, "mockstagram_influencer_following{pk=\"%d\"} %d %d\n", pk, 900+pk%5, ts)
+		}
+	}
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		var resp *http.Response
+		resp, err = http.Post(vmURL+"/api/v1/import/prometheus", "text/plain", bytes.NewReader(b.Bytes()))
+		if err != nil {
+			continue // not listening yet
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			return fmt.Errorf("import into VictoriaMetrics: HTTP %d", resp.StatusCode)
+		}
+		if resp, err := http.Get(vmURL + "/internal/force_flush"); err == nil {
+			resp.Body.Close()
+		}
+		return nil
+	}
+	return fmt.Errorf("VictoriaMetrics did not accept the history within 30s: %w", err)
 }

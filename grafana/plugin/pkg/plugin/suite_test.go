@@ -160,6 +160,10 @@ func checkAgainstRankd(t *testing.T, api backendAPI, url string) {
 		"badpk":   `{"queryType":"influencer","pk":"abc"}`,
 		"badn":    `{"queryType":"top","n":0}`,
 		"badtype": `{"queryType":"followers"}`,
+		"gains":   `{"queryType":"gains","pk":"{` + flaggedPK + `,` + cleanPK + `}"}`,
+		"two":     `{"queryType":"influencer","pk":"` + flaggedPK + `,` + cleanPK + `"}`,
+		"movers":  `{"queryType":"movers","window":"1h","order":"losers","limit":5,"offset":2}`,
+		"gainers": `{"queryType":"movers","window":"24h"}`,
 	}
 	req := &backend.QueryDataRequest{PluginContext: pc}
 	for ref, m := range models {
@@ -209,6 +213,59 @@ func checkAgainstRankd(t *testing.T, api backendAPI, url string) {
 		t.Errorf("flagged influencer without checkedAt")
 	}
 
+	// Two influencers compared: a frame each.
+	if r := resp.Responses["two"]; r.Error != nil || len(r.Frames) != 2 || r.Frames[0].Name != flagged.Influencers[0]["username"] || r.Frames[1].Name != clean["username"] {
+		t.Errorf("two influencers: %v, %d frames", r.Error, len(r.Frames))
+	}
+
+	// Gains: a row per influencer and window, shortest window first, as
+	// rankd answers them (the even pks have a day's history, the odd ones
+	// only an hour's: their 24h row says when it will have one).
+	var rows []map[string]any
+	for _, pk := range []string{flaggedPK, cleanPK} {
+		var inf map[string]any
+		if code, body, err := getJSON(url+"/api/v1/influencers/"+pk, &inf); code != 200 || err != nil {
+			t.Fatalf("GET influencer %s: %d %v %s", pk, code, err, body)
+		}
+		gains, _ := inf["gains"].(map[string]any)
+		avail, _ := inf["availableFrom"].(map[string]any)
+		for _, w := range []string{"1h", "24h"} {
+			row := map[string]any{"pk": inf["pk"], "username": inf["username"], "window": w}
+			if g, ok := gains[w].(map[string]any); ok {
+				for k, v := range g {
+					row[k] = v
+				}
+			} else if a, ok := avail[w]; ok {
+				row["availableFrom"] = a
+			} else {
+				t.Fatalf("influencer %s: neither gains nor availableFrom for %s: %v", pk, w, inf)
+			}
+			rows = append(rows, row)
+		}
+	}
+	checkPage(t, "gains", frame("gains"), rows)
+
+	// Movers: rankd's page, row for row.
+	for ref, path := range map[string]string{"movers": "/api/v1/movers?window=1h&order=losers&limit=5&offset=2", "gainers": "/api/v1/movers?window=24h&order=gainers&limit=100&offset=0"} {
+		var page struct {
+			Items []map[string]any `json:"items"`
+			Total int64            `json:"total"`
+		}
+		if code, body, err := getJSON(url+path, &page); code != 200 || err != nil || len(page.Items) == 0 {
+			t.Fatalf("GET %s: %d %v %s", path, code, err, body)
+		}
+		for _, it := range page.Items {
+			it["username"] = "influencer-" + strconv.FormatFloat(it["pk"].(float64), 'f', -1, 64)
+		}
+		fr := frame(ref)
+		checkPage(t, ref, fr, page.Items)
+		var m plugin.MoversMeta
+		b, _ := json.Marshal(fr.Meta.Custom)
+		if err := json.Unmarshal(b, &m); err != nil || m.Total != page.Total || m.Total == 0 {
+			t.Errorf("%s meta %+v (%v), total want %d", ref, m, err, page.Total)
+		}
+	}
+
 	fr := frame("avg")
 	if fr.Rows() != 1 || fr.Name != "population" {
 		t.Fatalf("avg: frame %q with %d rows", fr.Name, fr.Rows())
@@ -244,7 +301,7 @@ func checkAgainstRankd(t *testing.T, api backendAPI, url string) {
 		"negpk":   {backend.StatusBadRequest, `rankd: pk "-5" is not a non-negative integer (HTTP 400)`},
 		"badpk":   {backend.StatusBadRequest, `pk "abc" is not an integer; enter an influencer pk such as 1000001`},
 		"badn":    {backend.StatusBadRequest, `n=0 is out of range; use 1..1000`},
-		"badtype": {backend.StatusBadRequest, `queryType "followers" is not known; choose one of influencer, average, top, suspicious`},
+		"badtype": {backend.StatusBadRequest, `queryType "followers" is not known; choose one of influencer, average, top, suspicious, gains, movers`},
 	} {
 		r := resp.Responses[ref]
 		if r.Error == nil || r.Error.Error() != want.msg || r.Status != want.status || len(r.Frames) != 0 {

@@ -3,7 +3,7 @@ import { QueryEditorProps, SelectableValue } from '@grafana/data';
 import { InlineField, InlineFieldRow, Input, Select } from '@grafana/ui';
 
 import { DataSource } from '../datasource';
-import { QueryType, RankdOptions, RankdQuery } from '../types';
+import { MoversOrder, QueryType, RankdOptions, RankdQuery } from '../types';
 
 type Props = QueryEditorProps<DataSource, RankdQuery, RankdOptions>;
 
@@ -12,6 +12,13 @@ const queryTypes: Array<SelectableValue<QueryType>> = [
   { label: 'Average', value: 'average', description: 'Average, sum, min, max and percentiles of followers' },
   { label: 'Top', value: 'top', description: 'The top N influencers by followers' },
   { label: 'Suspicious', value: 'suspicious', description: 'Influencers flagged suspicious, most followed first' },
+  { label: 'Gains', value: 'gains', description: 'Followers and following gained over each window, with the gain rank, of up to 5 pks' },
+  { label: 'Movers', value: 'movers', description: 'The largest follower gains or losses over a window' },
+];
+
+const orders: Array<SelectableValue<MoversOrder>> = [
+  { label: 'Gainers', value: 'gainers', description: 'Largest gains first' },
+  { label: 'Losers', value: 'losers', description: 'Largest losses first' },
 ];
 
 /** Picks the query type and its parameters; the backend checks them. */
@@ -38,8 +45,8 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
           onChange={(v) => set({ queryType: v.value }, true)}
         />
       </InlineField>
-      {query.queryType === 'influencer' && (
-        <InlineField label="pk" labelWidth={6} tooltip="An influencer pk such as 1000001, or a variable such as $pk">
+      {(query.queryType === 'influencer' || query.queryType === 'gains') && (
+        <InlineField label="pk" labelWidth={6} tooltip="An influencer pk such as 1000001, up to 5 comma-separated, or a variable such as $pk">
           <Input
             id="query-editor-pk"
             value={query.pk || ''}
@@ -64,7 +71,30 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
           />
         </InlineField>
       )}
-      {query.queryType === 'suspicious' && (
+      {query.queryType === 'movers' && (
+        <InlineField label="Window" labelWidth={8} tooltip="One of rankd's --gains.windows (1h, 24h, 7d, 30d by default), or a variable such as $window">
+          <Input
+            id="query-editor-window"
+            value={query.window || ''}
+            placeholder="24h or $window"
+            width={12}
+            onChange={(e: ChangeEvent<HTMLInputElement>) => set({ window: e.target.value })}
+            onBlur={onRunQuery}
+          />
+        </InlineField>
+      )}
+      {query.queryType === 'movers' && (
+        <InlineField label="Order" labelWidth={8}>
+          <Select
+            inputId="query-editor-order"
+            options={orders}
+            value={query.order ?? 'gainers'}
+            width={14}
+            onChange={(v) => set({ order: v.value }, true)}
+          />
+        </InlineField>
+      )}
+      {(query.queryType === 'suspicious' || query.queryType === 'movers') && (
         <InlineField label="Limit" labelWidth={8} tooltip="Page size, 1..1000">
           <Input
             id="query-editor-limit"
@@ -78,7 +108,7 @@ export function QueryEditor({ query, onChange, onRunQuery }: Props) {
           />
         </InlineField>
       )}
-      {(query.queryType === 'top' || query.queryType === 'suspicious') && (
+      {(query.queryType === 'top' || query.queryType === 'suspicious' || query.queryType === 'movers') && (
         <InlineField label="Offset" labelWidth={8} tooltip="Rows to skip, for paging">
           <Input
             id="query-editor-offset"
