@@ -18,6 +18,8 @@ CMDS := mockstagram-sim=./simulator/cmd/mockstagram-sim \
         mockstagram_exporter=./exporter/cmd/mockstagram_exporter \
         exporter-loadtest=./exporter/cmd/exporter-loadtest \
         mockstagram-stack=./deploy/cmd/mockstagram-stack \
+        bench-stack=./deploy/cmd/bench-stack \
+        bench-storage=./deploy/cmd/bench-storage \
         mockstagram-chaos=./deploy/cmd/mockstagram-chaos \
         rankd=./rankd/cmd/rankd \
         rankd-loadtest=./rankd/cmd/rankd-loadtest
@@ -32,7 +34,7 @@ VM_PKG   := github.com/VictoriaMetrics/VictoriaMetrics/app
 # with the root module's); test and lint cover them too.
 SUBMODULES := $(patsubst %/go.mod,%,$(wildcard grafana/plugin/go.mod deploy/validate/go.mod))
 
-.PHONY: help build tools test fuzz chaos bench bench-scale bench-rankd-http lint run loadtest clean plugin plugin-validate
+.PHONY: help build tools test fuzz chaos bench bench-scale bench-stack bench-storage bench-rankd-http lint run loadtest clean plugin plugin-validate
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -95,6 +97,12 @@ loadtest: build ## measure one exporter polling 1M influencers a minute (ARGS='.
 
 chaos: build ## kill and break every part of a 100k pipeline, measure recovery and loss (root; about 20 min, ARGS=--short about 12)
 	$(BIN)/mockstagram-chaos $(ARGS)
+
+bench-stack: build ## measure the whole pipeline at 1M per process: CPU, RSS, rows per poll, rule times, cache resets, alerts, dashboard queries (about 14 minutes; ARGS='...'; JSON in data/bench-stack/)
+	$(BIN)/bench-stack --json=data/bench-stack/result.json $(ARGS)
+
+bench-storage: build ## measure VictoriaMetrics' disk use: 100k influencers x 1 day of synthetic history imported and merged, extrapolated to 1M for a day, month and year, and the hourly tier (ARGS='...'; JSON in data/bench-storage/)
+	$(BIN)/bench-storage --json=data/bench-storage/result.json $(ARGS)
 
 bench-rankd-http: build ## measure rankd's HTTP latency and CPU per request with wrk, against the API and its empty /-/healthy (ARGS='--generator=h2load' for a fixed rate)
 	$(BIN)/rankd-loadtest $(ARGS)

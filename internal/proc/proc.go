@@ -142,8 +142,11 @@ func (p *Proc) Tail(n int) string {
 func (p *Proc) CPU() (time.Duration, error) { return CPUOf(p.Cmd.Process.Pid) }
 
 // RSS returns the resident set size in bytes (Linux).
-func (p *Proc) RSS() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", p.Cmd.Process.Pid))
+func (p *Proc) RSS() (int64, error) { return RSSOf(p.Cmd.Process.Pid) }
+
+// RSSOf reads /proc/<pid>/statm.
+func RSSOf(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/statm", pid))
 	if err != nil {
 		return 0, err
 	}

@@ -386,3 +386,66 @@ func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
 		t.Fatalf("InfluencerFollowerJump fires for pks %v, want only %d", firing, jumpPK)
 	}
 }
+
+// TestHourlyTierKeepsLastValues: vmagent writes every sample to one
+// VictoriaMetrics and, through victoria/streamaggr-hourly.yml (its
+// interval shortened to the test's pace), only each interval's last value
+// to a second one, the long-term tier. Once polling stops, the long-term
+// store's latest value of every pk is the short-term store's, under the
+// same metric name and labels, from far fewer samples.
+func TestHourlyTierKeepsLastValues(t *testing.T) {
+	p := newPipeline(t, 500, true, 1, 1)
+	short := p.startVM(t, false)
+	longSpec := stack.Victoria{DataDir: filepath.Join(p.dir, "vm-long"), QueryFresh: true, LogLevel: "WARN"}
+	long := vmtest.Run(t, longSpec)
+	raw, err := os.ReadFile(filepath.Join(vmtest.RepoRoot(), "victoria", "streamaggr-hourly.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const every = 4 * time.Second // two polls an interval, as an hour holds sixty
+	aggr := strings.Replace(string(raw), "interval: 1h", "interval: "+every.String(), 1)
+	if aggr == string(raw) {
+		t.Fatal("streamaggr-hourly.yml has no `interval: 1h` to shorten")
+	}
+	aggrPath := filepath.Join(p.dir, "streamaggr.yml")
+	if err := os.WriteFile(aggrPath, []byte(aggr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vmtest.Run(t, stack.VMAgent{BufferDir: filepath.Join(p.dir, "vmagent-buffer"), ScrapeConfig: filepath.Join(p.dir, "scrape.yml"),
+		RemoteWrite: short.URL, FlushInterval: 200 * time.Millisecond, LogLevel: "WARN",
+		Extra: []string{"-remoteWrite.url=" + long.URL + "/api/v1/write", "-remoteWrite.streamAggr.config=," + aggrPath}})
+	waitCycles(t, short, 3, 500)
+	p.shards[0].StopPolling()
+	latest := func(vm *vmtest.Proc) map[string]float64 {
+		out := map[string]float64{}
+		for _, s := range vm.Query(t, `last_over_time(mockstagram_influencer_followers[1h])`, time.Time{}) {
+			out[s.Metric["pk"]+" "+s.Metric["job"]] = s.Value.V
+		}
+		return out
+	}
+	var want, got map[string]float64
+	waitFor(t, 6*every, "the long-term tier to hold every pk's last value", func() bool {
+		short.Flush(t)
+		long.Flush(t)
+		want, got = latest(short), latest(long)
+		if len(want) != 500 || len(got) != 500 {
+			return false
+		}
+		for k, v := range want {
+			if got[k] != v {
+				return false
+			}
+		}
+		return true
+	})
+	count := func(vm *vmtest.Proc) float64 {
+		r := vm.Query(t, `sum(count_over_time(mockstagram_influencer_followers[1h]))`, time.Time{})
+		if len(r) != 1 {
+			t.Fatalf("no follower samples in %s", vm.URL)
+		}
+		return r[0].Value.V
+	}
+	if s, l := count(short), count(long); l > s*0.75 {
+		t.Fatalf("the long-term tier holds %v follower samples for the short-term's %v; want about one per %s", l, s, every)
+	}
+}
