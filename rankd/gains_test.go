@@ -100,16 +100,16 @@ func checkGains(t *testing.T, seed uint64, s *Snapshot, b *baseline, lo int64, s
 	}
 	memo := map[int32]int{}
 	rank := func(g int64) int {
-		if k, ok := memo[clamp32(g)]; ok {
+		if k, ok := memo[clampGain(g)]; ok {
 			return k
 		}
 		k := 1
 		for _, o := range all {
-			if clamp32(o.gain) > clamp32(g) {
+			if clampGain(o.gain) > clampGain(g) {
 				k++
 			}
 		}
-		memo[clamp32(g)] = k
+		memo[clampGain(g)] = k
 		return k
 	}
 	byPK := map[int]bruteGain{}
@@ -139,7 +139,7 @@ func checkGains(t *testing.T, seed uint64, s *Snapshot, b *baseline, lo int64, s
 	for _, gainers := range []bool{true, false} {
 		want := slices.Clone(all)
 		slices.SortStableFunc(want, func(a, c bruteGain) int { // all is in pk order; ties stay so
-			ga, gc := clamp32(a.gain), clamp32(c.gain)
+			ga, gc := clampGain(a.gain), clampGain(c.gain)
 			if gainers {
 				ga, gc = gc, ga
 			}
@@ -164,7 +164,7 @@ func checkGains(t *testing.T, seed uint64, s *Snapshot, b *baseline, lo int64, s
 		asc := make([]int32, len(all))
 		var sum int64
 		for k, o := range all {
-			asc[k], sum = clamp32(o.gain), sum+o.gain
+			asc[k], sum = clampGain(o.gain), sum+o.gain
 		}
 		slices.Sort(asc)
 		for _, q := range []float64{0, 0.01, 0.1, 0.5, 0.9, 0.99, 1} {
