@@ -223,6 +223,10 @@ func (ch *chaos) runFaults(ctx context.Context) error {
 	settle := 2*ch.scrapeInterval + 3*time.Second
 	var results []*result
 	runStart := ch.boundary()
+	// The windows are contiguous: each fault's starts where the last one's
+	// ended, so that a loss between faults is not missed, and they add up
+	// to the whole run.
+	a := runStart
 	for _, f := range faults {
 		if ctx.Err() != nil {
 			break
@@ -237,7 +241,6 @@ func (ch *chaos) runFaults(ctx context.Context) error {
 			r.NotRecovered = "not healthy before the fault: " + why
 		}
 		ch.waitAlertsResolved(ctx, c.Recover)
-		a := ch.boundary()
 		crashesBefore := ch.crashCount()
 		ch.mu.Lock()
 		delay := time.Duration(ch.rng.Int64N(int64(c.PollInterval)))
@@ -262,15 +265,15 @@ func (ch *chaos) runFaults(ctx context.Context) error {
 		b := ch.boundary()
 		sleep(ctx, settle)
 		ch.account(r, a, b)
+		a = b
 		r.Pending, r.Fired, r.Resolved, r.StillFiring = ch.alerts.between(start, time.Now())
 		r.Crashes = ch.crashesSince(crashesBefore)
 		fmt.Fprintf(ch.out, "-> recovered in %s, lost %.0f of %.0f polls (inherent %.0f, bound %.0f)%s\n",
 			fmtRecover(r.RecoverSeconds), r.Lost, r.Polls, r.Inherent, r.InherentBound, notRecovered(r))
 	}
 	whole := &result{Fault: "whole run", What: "from steady state to the end"}
-	end := ch.boundary()
-	sleep(ctx, settle)
-	ch.account(whole, runStart, end)
+	ch.account(whole, runStart, a)
+	ch.printShortfalls(runStart.at, a.at)
 	whole.Crashes = ch.crashesSince(0)
 	ch.printTable(results, whole)
 	if c.JSON != "" {
@@ -294,6 +297,28 @@ func defect(r *result) string {
 		return "did not recover: " + r.NotRecovered
 	}
 	return fmt.Sprintf("lost %.0f samples, %.0f more than the inherent %.0f", r.Lost, r.Lost-r.Inherent, r.Inherent)
+}
+
+// printShortfalls lists the poll intervals of the run in which
+// VictoriaMetrics holds fewer follower samples than there are influencers
+// (each is polled once an interval), to show where a loss happened.
+func (ch *chaos) printShortfalls(from, to time.Time) {
+	step := ch.c.PollInterval
+	fmt.Fprintf(ch.out, "\nstored follower samples per %s (%d influencers), where short by more than 0.5%%:\n", step, ch.c.PKCount)
+	short := 0
+	for t := from.Add(step); !t.After(to); t = t.Add(step) {
+		r, err := ch.vmQuery(fmt.Sprintf("sum(count_over_time(mockstagram_influencer_followers[%dms]))", step.Milliseconds()), t)
+		if err != nil || len(r) == 0 {
+			continue
+		}
+		if n := r[0].v; n < 0.995*float64(ch.c.PKCount) {
+			short++
+			fmt.Fprintf(ch.out, "  +%4.0fs (%s): %.0f\n", t.Sub(ch.began).Seconds(), t.Format(time.TimeOnly), n)
+		}
+	}
+	if short == 0 {
+		fmt.Fprintln(ch.out, "  none")
+	}
 }
 
 // waitAlertsResolved waits until no alert fires, at most limit.
@@ -350,12 +375,12 @@ func (ch *chaos) account(r *result, a, b boundary) {
 		r.InherentWhy = "VictoriaMetrics panics when a write finds the disk full (upstream behaviour: below -storage.minFreeDiskSpaceBytes it turns read-only and vmagent keeps the data, but a disk filled faster than its check reaches ENOSPC first); what it had acknowledged and not yet written is gone"
 	case r.Fault == "kill "+nameVM:
 		r.Inherent = max(r.Lost, 0)
-		r.InherentBound = rate * 6
-		r.InherentWhy = "acknowledged to vmagent but still in VictoriaMetrics' memory (flushed to disk every 5 s, -inmemoryDataFlushInterval): up to 6 s of samples"
+		r.InherentBound = rate * 7
+		r.InherentWhy = "acknowledged to vmagent but still in VictoriaMetrics' memory: rows become an in-memory part within 2 s and reach the disk every 5 s (-inmemoryDataFlushInterval), so up to 7 s of samples (upstream behaviour on an unclean stop)"
 	case r.Fault == "kill "+nameAgent:
 		r.Inherent = max(r.Lost, 0)
-		r.InherentBound = rate * 2 * ch.scrapeInterval.Seconds()
-		r.InherentWhy = "scraped by vmagent but not yet sent (in memory, -remoteWrite.flushInterval=1s) and polled again before the restarted vmagent's first scrape"
+		r.InherentBound = rate * ch.scrapeInterval.Seconds()
+		r.InherentWhy = "scraped by vmagent (so delivered: the exporters serve each sample once) but still in its memory, not yet sent (-remoteWrite.flushInterval=1s): at most a scrape interval of samples"
 	default:
 		r.InherentWhy = "none: nothing polled is held only in a process that dies"
 	}
