@@ -84,6 +84,13 @@ fuzz: ## fuzz every outside input, FUZZTIME each (default 1m; FUZZFLAGS=-paralle
 bench: ## run the benchmarks (BENCHCOUNT runs each; compare with benchstat)
 	$(GO) test -run '^$$' -bench . -benchmem -count $(BENCHCOUNT) ./...
 
+# The VictoriaMetrics cost of rankd's gains at 1M: imports 14M samples into
+# a real VictoriaMetrics (about a minute), then reads 1M baselines
+# three times, and starts rankd with four windows for its RSS. Not
+# in `make bench` (too slow); docs/rankd.md, "Gains performance".
+bench-gains-vm: tools ## measure the VictoriaMetrics CPU of rankd's gain baselines at 1M and rankd's RSS with gains (a few minutes)
+	$(GO) test -tags vmbench -run '^$$' -bench BaselineRead1M -benchtime 3x -timeout 30m ./rankd/
+
 lint: ## go vet and gofmt
 	$(GO) vet ./...
 	@for m in $(SUBMODULES); do echo "cd $$m && $(GO) vet ./..."; (cd $$m && $(GO) vet ./...) || exit 1; done

@@ -81,21 +81,37 @@ func WindowNames(ws []Window) string {
 // baseline is one window's start values of every influencer, read from
 // VictoriaMetrics at one time and immutable after. It is indexed like the
 // snapshot it was read for (pk - PKMin); a snapshot with another layout
-// maps its pks over. 12 bytes an influencer.
+// maps its pks over. 12 bytes an influencer, and a bit.
 type baseline struct {
 	PKMin  int64
-	f, g   []uint32
-	t      []uint32 // ms after origin of the followers sample; 0 = no baseline
-	origin int64    // Unix ms: the start of the lookback, exclusive
+	f      []uint32   // followerCount, alone: the gains' passes read only it
+	gt     []baseRest // the rest, together: a lookup reads one cache line
+	set    []uint64   // bit j: gt[j].T != 0, for the gains' passes over every influencer
+	origin int64      // Unix ms: the start of the lookback, exclusive
 	Start  time.Time
 	Count  int // influencers with a baseline
 }
 
+// index fills set and Count from t.
+func (b *baseline) index() {
+	b.set, b.Count = make([]uint64, len(b.gt)/64+1), 0
+	for j := range b.gt {
+		if b.gt[j].T != 0 {
+			b.set[j>>6] |= 1 << (j & 63)
+			b.Count++
+		}
+	}
+}
+
+// baseRest is a baseline's followingCount and the time of its followers
+// sample in ms after origin; T 0 = no baseline.
+type baseRest struct{ G, T uint32 }
+
 // has reports whether index j holds a baseline.
-func (b *baseline) has(j int64) bool { return j >= 0 && j < int64(len(b.t)) && b.t[j] != 0 }
+func (b *baseline) has(j int64) bool { return j >= 0 && j < int64(len(b.gt)) && b.gt[j].T != 0 }
 
 // from is the Unix ms of index j's baseline sample.
-func (b *baseline) from(j int64) int64 { return b.origin + int64(b.t[j]) }
+func (b *baseline) from(j int64) int64 { return b.origin + int64(b.gt[j].T) }
 
 // WindowStatus is the state of one window's baselines, in /api/v1/status.
 type WindowStatus struct {
@@ -221,33 +237,31 @@ func (s *Server) readBaseline(ctx context.Context, start time.Time, lo int64, sp
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.GainsTimeout)
 	defer cancel()
 	end := start.UnixMilli()
-	b := &baseline{PKMin: lo, f: make([]uint32, span), g: make([]uint32, span), t: make([]uint32, span),
+	b := &baseline{PKMin: lo, f: make([]uint32, span), gt: make([]baseRest, span),
 		origin: end - s.cfg.GainsLookback.Milliseconds(), Start: start}
 	// following first, remembering which pks have one; then followers,
 	// whose sample times become the baselines' times.
 	gt := make([]uint32, span)
 	if err := s.export(ctx, metricFollowing, b.origin, end, func(j int64, v uint32, off uint32) {
 		if off >= gt[j] {
-			b.g[j], gt[j] = v, off
+			b.gt[j].G, gt[j] = v, off
 		}
 	}, lo, span); err != nil {
 		return nil, err
 	}
 	if err := s.export(ctx, metricFollowers, b.origin, end, func(j int64, v uint32, off uint32) {
-		if off >= b.t[j] {
-			b.f[j], b.t[j] = v, off
+		if off >= b.gt[j].T {
+			b.f[j], b.gt[j].T = v, off
 		}
 	}, lo, span); err != nil {
 		return nil, err
 	}
-	for j, off := range b.t {
-		if off != 0 && gt[j] == 0 {
-			b.t[j] = 0 // a followers sample without its following: no baseline
-		}
-		if b.t[j] != 0 {
-			b.Count++
+	for j := range b.gt {
+		if b.gt[j].T != 0 && gt[j] == 0 {
+			b.gt[j].T = 0 // a followers sample without its following: no baseline
 		}
 	}
+	b.index()
 	return b, nil
 }
 

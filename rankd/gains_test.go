@@ -17,7 +17,7 @@ import (
 // near their current count in s (many gains tie: small steps, a few equal
 // to the count itself, a few extremes), or anywhere when wide.
 func randomBaseline(r *rand.Rand, s *Snapshot, lo int64, span int, wide bool) *baseline {
-	b := &baseline{PKMin: lo, f: make([]uint32, span), g: make([]uint32, span), t: make([]uint32, span),
+	b := &baseline{PKMin: lo, f: make([]uint32, span), gt: make([]baseRest, span),
 		origin: 1_763_700_000_000, Start: time.UnixMilli(1_763_700_120_000)}
 	for j := range span {
 		if r.IntN(5) == 0 {
@@ -36,10 +36,10 @@ func randomBaseline(r *rand.Rand, s *Snapshot, lo int64, span int, wide bool) *b
 		default:
 			b.f[j] = uint32(max(0, int64(cur)+int64(r.IntN(7)-3)*int64(r.IntN(3)*50)))
 		}
-		b.g[j] = uint32(r.IntN(3000))
-		b.t[j] = uint32(1 + r.IntN(120_000))
-		b.Count++
+		b.gt[j].G = uint32(r.IntN(3000))
+		b.gt[j].T = uint32(1 + r.IntN(120_000))
 	}
+	b.index()
 	return b
 }
 
@@ -61,97 +61,120 @@ func TestGainsAgainstBruteForce(t *testing.T) {
 		lo, span := s.PKMin+int64(r.IntN(3))-1, n+r.IntN(3)-1
 		bases := []*baseline{randomBaseline(r, s, lo, max(span, 0), seed%4 == 3), nil}
 		var sc buildScratch
-		s.buildGains(bases, &sc)
-		b := bases[0]
-		var all []bruteGain
-		for i := range s.f {
-			j := int64(i) + s.PKMin - lo
-			if s.m[i].Polled != 0 && j >= 0 && j < int64(span) && b.t[j] != 0 {
-				all = append(all, bruteGain{i, int64(s.f[i]) - int64(b.f[j])})
+		s.buildGains(bases, nil, &sc)
+		checkGains(t, seed, s, bases[0], lo, span, n)
+		// The next refresh: a twentieth of the influencers polled again, a
+		// few appearing or gone; its gains are merged into the sorted gains
+		// of this one, and must be the same as computed afresh.
+		s2 := &Snapshot{PKMin: s.PKMin, f: slices.Clone(s.f), m: slices.Clone(s.m)}
+		for i := range s2.f {
+			switch r.IntN(40) {
+			case 0, 1:
+				s2.f[i] = uint32(max(0, int64(s2.f[i])+int64(r.IntN(201)-100)))
+			case 2:
+				s2.m[i].Polled = 0
+			case 3:
+				s2.m[i].Polled, s2.f[i] = 1, uint32(r.IntN(1000))
 			}
 		}
-		x := &s.gains[0]
-		if x.Count() != len(all) {
-			t.Fatalf("seed %d: %d gains, want %d", seed, x.Count(), len(all))
+		s2.build(nil)
+		s2.buildGains(bases, s, &sc)
+		checkGains(t, seed+1000, s2, bases[0], lo, span, n)
+	}
+}
+
+// checkGains compares every lookup, movers page and quantile of window 0
+// of s with a direct computation from b.
+func checkGains(t *testing.T, seed uint64, s *Snapshot, b *baseline, lo int64, span, n int) {
+	t.Helper()
+	var all []bruteGain
+	for i := range s.f {
+		j := int64(i) + s.PKMin - lo
+		if s.m[i].Polled != 0 && j >= 0 && j < int64(span) && b.gt[j].T != 0 {
+			all = append(all, bruteGain{i, int64(s.f[i]) - int64(b.f[j])})
 		}
-		memo := map[int32]int{}
-		rank := func(g int64) int {
-			if k, ok := memo[clamp32(g)]; ok {
-				return k
-			}
-			k := 1
-			for _, o := range all {
-				if clamp32(o.gain) > clamp32(g) {
-					k++
-				}
-			}
-			memo[clamp32(g)] = k
+	}
+	x := &s.gains[0]
+	if x.Count() != len(all) {
+		t.Fatalf("seed %d: %d gains, want %d", seed, x.Count(), len(all))
+	}
+	memo := map[int32]int{}
+	rank := func(g int64) int {
+		if k, ok := memo[clamp32(g)]; ok {
 			return k
 		}
-		byPK := map[int]bruteGain{}
+		k := 1
 		for _, o := range all {
-			byPK[o.i] = o
-		}
-		for i := -2; i < n+2; i++ {
-			pk := s.PKMin + int64(i)
-			got := s.Gains(pk, nil)
-			if len(got) != 2 || got[1].Loaded {
-				t.Fatalf("seed %d pk %d: %+v, want two windows, the second not loaded", seed, pk, got)
-			}
-			o, ok := byPK[i]
-			if g := got[0]; !ok {
-				if g.Has || !g.Loaded {
-					t.Fatalf("seed %d pk %d: %+v, want no gain", seed, pk, g)
-				}
-				continue
-			}
-			j := int64(i) + s.PKMin - lo
-			want := Gain{Loaded: true, Has: true, Followers: o.gain, Following: int64(s.m[i].G) - int64(b.g[j]), BaseFollowers: b.f[j], BaseFollowing: b.g[j],
-				Rank: rank(o.gain), Total: len(all), From: b.origin + int64(b.t[j])}
-			if got[0] != want {
-				t.Fatalf("seed %d pk %d: %+v, want %+v", seed, pk, got[0], want)
+			if clamp32(o.gain) > clamp32(g) {
+				k++
 			}
 		}
-		for _, gainers := range []bool{true, false} {
-			want := slices.Clone(all)
-			slices.SortStableFunc(want, func(a, c bruteGain) int { // all is in pk order; ties stay so
-				ga, gc := clamp32(a.gain), clamp32(c.gain)
-				if gainers {
-					ga, gc = gc, ga
-				}
-				return cmp.Compare(ga, gc)
-			})
-			want = want[:min(len(want), maxMovers)]
-			for _, pg := range [][2]int{{100, 0}, {1000, 0}, {7, 3}, {1000, max(0, len(want)-5)}, {10, len(want)}, {maxTop, maxMovers - 10}} {
-				got, total := s.Movers(0, gainers, pg[0], pg[1])
-				if total != len(all) {
-					t.Fatalf("seed %d: movers total %d, want %d", seed, total, len(all))
-				}
-				var exp []Mover
-				for k := max(pg[1], 0); k < min(len(want), pg[1]+pg[0]); k++ {
-					exp = append(exp, Mover{PK: s.PKMin + int64(want[k].i), Gain: want[k].gain, Rank: rank(want[k].gain)})
-				}
-				if !slices.Equal(got, exp) {
-					t.Fatalf("seed %d gainers=%v page %v:\n got %v\nwant %v", seed, gainers, pg, got, exp)
-				}
+		memo[clamp32(g)] = k
+		return k
+	}
+	byPK := map[int]bruteGain{}
+	for _, o := range all {
+		byPK[o.i] = o
+	}
+	for i := -2; i < n+2; i++ {
+		pk := s.PKMin + int64(i)
+		got := s.Gains(pk, nil)
+		if len(got) != 2 || got[1].Loaded {
+			t.Fatalf("seed %d pk %d: %+v, want two windows, the second not loaded", seed, pk, got)
+		}
+		o, ok := byPK[i]
+		if g := got[0]; !ok {
+			if g.Has || !g.Loaded {
+				t.Fatalf("seed %d pk %d: %+v, want no gain", seed, pk, g)
+			}
+			continue
+		}
+		j := int64(i) + s.PKMin - lo
+		want := Gain{Loaded: true, Has: true, Followers: o.gain, Following: int64(s.m[i].G) - int64(b.gt[j].G), BaseFollowers: b.f[j], BaseFollowing: b.gt[j].G,
+			Rank: rank(o.gain), Total: len(all), From: b.origin + int64(b.gt[j].T)}
+		if got[0] != want {
+			t.Fatalf("seed %d pk %d: %+v, want %+v", seed, pk, got[0], want)
+		}
+	}
+	for _, gainers := range []bool{true, false} {
+		want := slices.Clone(all)
+		slices.SortStableFunc(want, func(a, c bruteGain) int { // all is in pk order; ties stay so
+			ga, gc := clamp32(a.gain), clamp32(c.gain)
+			if gainers {
+				ga, gc = gc, ga
+			}
+			return cmp.Compare(ga, gc)
+		})
+		want = want[:min(len(want), maxMovers)]
+		for _, pg := range [][2]int{{100, 0}, {1000, 0}, {7, 3}, {1000, max(0, len(want)-5)}, {10, len(want)}, {maxTop, maxMovers - 10}} {
+			got, total := s.Movers(0, gainers, pg[0], pg[1])
+			if total != len(all) {
+				t.Fatalf("seed %d: movers total %d, want %d", seed, total, len(all))
+			}
+			var exp []Mover
+			for k := max(pg[1], 0); k < min(len(want), pg[1]+pg[0]); k++ {
+				exp = append(exp, Mover{PK: s.PKMin + int64(want[k].i), Gain: want[k].gain, Rank: rank(want[k].gain)})
+			}
+			if !slices.Equal(got, exp) {
+				t.Fatalf("seed %d gainers=%v page %v:\n got %v\nwant %v", seed, gainers, pg, got, exp)
 			}
 		}
-		if len(all) > 0 {
-			asc := make([]int32, len(all))
-			var sum int64
-			for k, o := range all {
-				asc[k], sum = clamp32(o.gain), sum+o.gain
+	}
+	if len(all) > 0 {
+		asc := make([]int32, len(all))
+		var sum int64
+		for k, o := range all {
+			asc[k], sum = clamp32(o.gain), sum+o.gain
+		}
+		slices.Sort(asc)
+		for _, q := range []float64{0, 0.01, 0.1, 0.5, 0.9, 0.99, 1} {
+			k := min(max(int(math.Ceil(q*float64(len(asc))))-1, 0), len(asc)-1)
+			if got := x.Quantile(q); got != asc[k] {
+				t.Fatalf("seed %d: quantile %v = %d, want %d", seed, q, got, asc[k])
 			}
-			slices.Sort(asc)
-			for _, q := range []float64{0, 0.01, 0.1, 0.5, 0.9, 0.99, 1} {
-				k := min(max(int(math.Ceil(q*float64(len(asc))))-1, 0), len(asc)-1)
-				if got := x.Quantile(q); got != asc[k] {
-					t.Fatalf("seed %d: quantile %v = %d, want %d", seed, q, got, asc[k])
-				}
-			}
-			if x.Sum != sum {
-				t.Fatalf("seed %d: sum %d, want %d", seed, x.Sum, sum)
-			}
+		}
+		if x.Sum != sum {
+			t.Fatalf("seed %d: sum %d, want %d", seed, x.Sum, sum)
 		}
 	}
 }
@@ -160,7 +183,7 @@ func TestGainsAgainstBruteForce(t *testing.T) {
 // int32.
 func TestSortDescending(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, spread := range []int64{0, 1, 2000, 5000, 1 << 22, 1 << 32} {
+	for _, spread := range []int64{0, 1, 2000, 5000, 1<<16 - 1, 1 << 16, 1 << 22, 1 << 32} {
 		a := make([]int32, 5000)
 		for k := range a {
 			a[k] = int32(int64(math.MinInt32) + r.Int64N(spread+1))
@@ -169,7 +192,8 @@ func TestSortDescending(t *testing.T) {
 		want := slices.Clone(a)
 		slices.Sort(want)
 		slices.Reverse(want)
-		sortDescending(a, make([]int32, len(a)), lo, hi)
+		var counts [2][1<<16 + 1]int32
+		sortDescending(a, make([]int32, len(a)), lo, hi, &counts)
 		if !slices.Equal(a, want) {
 			t.Fatalf("spread %d: not sorted descending", spread)
 		}

@@ -258,7 +258,7 @@ func (s *Server) Refresh(ctx context.Context) {
 		for k := range bases {
 			bases[k] = s.gains.base[k].Load()
 		}
-		next.buildGains(bases, &s.scratch)
+		next.buildGains(bases, cur, &s.scratch)
 	}
 	next.Built = time.Now()
 	s.spare = s.snap.Swap(next) // rebuilt into next time, once its readers are gone

@@ -309,7 +309,15 @@ type buildScratch struct {
 	idx     []int32  // the other half of the radix sort's ping-pong
 	flagged []uint64 // bit i: index i is judged suspicious (a dense copy read in sort order)
 	gains   []int32  // the other half of the gains' radix sort
-	pairs   []uint64 // the movers being selected: gain key << 32 | index
+	counts  [2][1<<16 + 1]int32
+	pairs   []uint64 // the gainers being selected: gain key << 32 | index
+	pairs2  []uint64 // and the losers
+	removed []int32  // gains gone since the snapshot before
+	added   []int32  // and new ones
+	present []uint64 // bit i: index i has data
+	changed []uint64 // bit i: index i's data changed since the snapshot before
+	// sameLayout: the snapshot before covers the same pks.
+	sameLayout bool
 }
 
 // build orders the snapshot's influencers and indexes them; f and m must be
