@@ -100,7 +100,7 @@ func TestServedOnce(t *testing.T) {
 	// Each slice is a target of its own.
 	f(a+"&slice=0&slices=2", "10", all...)
 	f(a+"&slice=0&slices=2", "10")
-	// A body written after 90% of the scraper's timeout may have been
+	// A body written after half the scraper's timeout may have been
 	// thrown away: it is served again.
 	s.Set(2, Sample{Followers: 30, Following: 3, TimeMs: 2000})
 	late := []string{`mockstagram_influencer_followers{pk="1000002"} 30 2000`, `mockstagram_influencer_following{pk="1000002"} 3 2000`}

@@ -18,9 +18,9 @@ import (
 const writing = -1
 
 // Store holds the latest sample of every owned influencer in dense arrays
-// indexed by the pk's position in the shard's slice: 24 bytes per influencer
-// (values, poll time, verdict) and no pointer for the garbage collector to
-// chase.
+// indexed by the pk's position in the shard's slice: 41 bytes per influencer
+// (values, poll time, verdict, two delivery sequence numbers, a step flag)
+// and no pointer for the garbage collector to chase.
 //
 // Each slot is a tiny seqlock keyed on the poll time, which only grows: a
 // writer swaps the time for the writing mark, stores the values, then stores

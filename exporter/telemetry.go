@@ -131,7 +131,7 @@ func newTelemetry(upstreams []*Upstream, limiters []*limiter, owned int, interva
 	t.renderBytes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "render_bytes_total", Help: "Bytes of influencer exposition sent, after compression."}, []string{"encoding"})
 	t.logsDropped = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "log_messages_suppressed_total", Help: "Poll error log lines suppressed by the per-reason rate limit."})
 	t.scrapes = prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "served_once_scrapes_total",
-		Help: "Scrapes of /metrics by a named scraper (?scraper=): delivered (written whole within 90% of the scrape timeout), late (written whole after it; served again) or aborted (the scraper hung up; served again)."}, []string{"outcome"})
+		Help: "Scrapes of /metrics by a named scraper (?scraper=): delivered (written whole within half the scrape timeout), late (written whole after it; served again) or aborted (the scraper hung up; served again)."}, []string{"outcome"})
 	t.servedSamples = prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "served_once_samples_total",
 		Help: "Samples (counts, steps, verdicts) written to named scrapers, delivered or not: about 2 per successful poll plus 1 per verdict when each is served once."})
 	for _, c := range []prometheus.Collector{t.inflight, t.retries, t.missed, t.expired, t.deferred, t.cycles, t.lastCycleCoverage, t.lastCycleDuration, t.lastCycleFailed, t.lastCycleMissed, t.renderSeconds, t.renderBytes, t.logsDropped, t.scrapes, t.servedSamples} {
