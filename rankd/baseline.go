@@ -146,8 +146,8 @@ func newGainsState(ws []Window) *gainsState {
 // period is how often window w's baselines are read again: once per
 // --gains.refresh, but a long window no more than 60 times per its length
 // (a 24h window every 24 min), so that its start moves by at most 1/60 of
-// it between reads while VictoriaMetrics reads the population about 63
-// times an hour for the default windows.
+// it (or gains.refresh) between reads while VictoriaMetrics reads the
+// population about 15 times an hour for the default windows.
 func (s *Server) period(w Window) time.Duration {
 	return max(s.cfg.GainsRefresh, w.D/60)
 }

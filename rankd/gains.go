@@ -7,11 +7,12 @@ import (
 )
 
 // Gains: at every snapshot refresh, each window's follower gains (the
-// snapshot's followerCount minus the window's baseline) are sorted once,
+// snapshot's followerCount minus the window's baseline) are kept sorted,
 // so that a gain's competition rank is a search and the movers lists are
 // ready-made pages. Per window and snapshot it costs 4 bytes an influencer
 // with a baseline (the sorted gains) plus the two movers lists; the
-// baselines themselves are 12 bytes (baseline.go).
+// baselines themselves are 12 bytes (baseline.go). docs/rankd.md, "Gains
+// and movers", says what the numbers mean.
 
 // maxMovers is how far /api/v1/movers pages: the first 10,000 gainers and
 // the first 10,000 losers of each window.
@@ -40,8 +41,6 @@ func (x *gainIndex) Count() int { return len(x.sorted) }
 func (x *gainIndex) gain(s *Snapshot, i int) int64 {
 	return int64(s.f[i]) - int64(x.base.f[int64(i)+x.off])
 }
-
-func clamp32(g int64) int32 { return clampGain(g) }
 
 // gainStep spaces the fences of the sorted gains: 16 KB of fences for 1M
 // influencers, which stay in the CPU's first-level cache.
@@ -77,7 +76,7 @@ func (x *gainIndex) above(g int32) int {
 
 // Rank is the competition rank of a follower gain: 1 + the influencers
 // with a strictly greater one.
-func (x *gainIndex) Rank(g int64) int { return x.above(clamp32(g)) + 1 }
+func (x *gainIndex) Rank(g int64) int { return x.above(clampGain(g)) + 1 }
 
 // Quantile is the gain at or below which a share q of the influencers lie
 // (nearest rank, as the follower quantiles).

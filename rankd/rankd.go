@@ -29,7 +29,7 @@ type Config struct {
 	// Gains, off when Victoria is empty (gains.go, baseline.go).
 	Victoria      string        // VictoriaMetrics base URL that stores the exporters' samples
 	Windows       []Window      // the gains windows, sorted by name (ParseWindows)
-	GainsRefresh  time.Duration // how often the baselines that are due are read; zero: 1m
+	GainsRefresh  time.Duration // how often the baselines that are due are read; zero: 5m
 	GainsLookback time.Duration // a baseline is the last sample this long before the window start or less; zero: 2m
 	GainsTimeout  time.Duration // of one metric's export from VictoriaMetrics; zero: 2m
 	// Now is the clock of the window starts; nil is time.Now (tests fix it).
@@ -38,7 +38,10 @@ type Config struct {
 
 // Defaults of the gains settings.
 const (
-	DefaultGainsRefresh  = time.Minute
+	// A population export costs VictoriaMetrics about 20 CPU-seconds at
+	// 1M (docs/rankd.md): every 5 minutes for the 1h window, not every
+	// minute.
+	DefaultGainsRefresh  = 5 * time.Minute
 	DefaultGainsLookback = 2 * time.Minute
 	DefaultGainsTimeout  = 2 * time.Minute
 )

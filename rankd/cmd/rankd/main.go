@@ -32,7 +32,7 @@ type cli struct {
 	ExposeRanks      bool            `name:"expose.ranks" help:"Also expose every influencer's rank on /metrics as mockstagram_influencer_rank{pk} (1M series: about 45 MB a scrape, see docs/rankd.md)."`
 	VictoriaURL      string          `name:"victoria.url" help:"VictoriaMetrics that stores the exporters' samples (http://victoria-metrics:8428; vmselect: http://vmselect:8481/select/0/prometheus): the gains' baselines are read from it. Empty turns gains and /api/v1/movers off."`
 	GainsWindows     string          `name:"gains.windows" default:"${gains_windows}" help:"Comma-separated gains windows (Prometheus durations: 1h, 24h, 7d, 30d)."`
-	GainsRefresh     time.Duration   `name:"gains.refresh" default:"1m" help:"Read the baselines that are due this often; a window is re-read every gains.refresh or every 1/60 of its length, whichever is longer (one population export from VictoriaMetrics each)."`
+	GainsRefresh     time.Duration   `name:"gains.refresh" default:"5m" help:"Read the baselines that are due this often; a window is re-read every gains.refresh or every 1/60 of its length, whichever is longer (one population export from VictoriaMetrics each, about 20 CPU-seconds there at 1M: docs/rankd.md)."`
 	GainsLookback    time.Duration   `name:"gains.lookback" default:"2m" help:"A baseline is the influencer's last sample at most this long before the window start; keep it above the poll interval."`
 	GainsTimeout     time.Duration   `name:"gains.timeout" default:"2m" help:"Deadline of one metric's export from VictoriaMetrics."`
 	Web              webserver.Flags `embed:""`
