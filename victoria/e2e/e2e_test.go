@@ -336,16 +336,22 @@ func TestVMAgentBuffersThroughAnOutage(t *testing.T) {
 }
 
 // TestJumpAlertFiresForThatPKOnly: the simulator's admin API gives one
-// influencer a follower jump; vmalert, running the checked-in rules against
-// the stored series, fires InfluencerFollowerJump for that pk and no other.
+// influencer a follower jump and another a following spike; vmalert,
+// running the checked-in rules against what the exporter published,
+// fires InfluencerFollowerJump and InfluencerFollowingSpike for those pks
+// and no other.
 func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
-	const jumpPK = pkrange.DefaultMin + 417
+	const jumpPK, spikePK = pkrange.DefaultMin + 417, pkrange.DefaultMin + 733
 	p := newPipeline(t, 1000, false, 1, 1)
 	sim := p.sim
 	vm := p.startVM(t, true)
 	waitCycles(t, vm, 2, 1000)
 	f, g, _ := sim.Peek(jumpPK)
 	if err := sim.Set(jumpPK, f+500_000, g); err != nil {
+		t.Fatal(err)
+	}
+	f2, g2, _ := sim.Peek(spikePK)
+	if err := sim.Set(spikePK, f2, g2+2_000); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 30*time.Second, "the jump to be stored", func() bool {
@@ -355,8 +361,8 @@ func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
 	})
 	rules, _ := filepath.Glob(filepath.Join(vmtest.RepoRoot(), "victoria", "rules", "*.yml"))
 	vmalert := vmtest.Run(t, stack.VMAlert{Datasource: vm.URL, Rules: rules, NoDelay: true, LogLevel: "WARN"})
-	var firing []string
-	waitFor(t, 60*time.Second, "InfluencerFollowerJump to fire", func() bool {
+	firing := map[string][]string{}
+	waitFor(t, 60*time.Second, "InfluencerFollowerJump and InfluencerFollowingSpike to fire", func() bool {
 		resp, err := http.Get(vmalert.URL + "/api/v1/alerts")
 		if err != nil {
 			return false
@@ -374,16 +380,19 @@ func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
 		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
 			return false
 		}
-		firing = firing[:0]
+		firing = map[string][]string{}
 		for _, a := range body.Data.Alerts {
-			if a.Name == "InfluencerFollowerJump" && a.State == "firing" {
-				firing = append(firing, a.Labels["pk"])
+			if a.State == "firing" {
+				firing[a.Name] = append(firing[a.Name], a.Labels["pk"])
 			}
 		}
-		return len(firing) > 0
+		return len(firing["InfluencerFollowerJump"]) > 0 && len(firing["InfluencerFollowingSpike"]) > 0
 	})
-	if len(firing) != 1 || firing[0] != strconv.Itoa(jumpPK) {
-		t.Fatalf("InfluencerFollowerJump fires for pks %v, want only %d", firing, jumpPK)
+	if got := firing["InfluencerFollowerJump"]; len(got) != 1 || got[0] != strconv.Itoa(jumpPK) {
+		t.Fatalf("InfluencerFollowerJump fires for pks %v, want only %d", got, jumpPK)
+	}
+	if got := firing["InfluencerFollowingSpike"]; len(got) != 1 || got[0] != strconv.Itoa(spikePK) {
+		t.Fatalf("InfluencerFollowingSpike fires for pks %v, want only %d", got, spikePK)
 	}
 }
 
