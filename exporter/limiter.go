@@ -394,6 +394,14 @@ type limiterStatus struct {
 	Base       time.Duration
 }
 
+// saturated reports whether the upstream, not the exporter, limits the
+// poll rate now (limiterStatus.Saturated).
+func (l *limiter) saturated() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.score > limitSaturatedShare
+}
+
 func (l *limiter) status() limiterStatus {
 	l.mu.Lock()
 	defer l.mu.Unlock()

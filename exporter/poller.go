@@ -258,11 +258,12 @@ func (e *Exporter) serveConn(u, k int, conn net.Conn, jobs <-chan job, depth int
 				<-slots
 				lim.release(epoch, 0, false)
 				sched.expire(*next, now) // waited too long to still end in time
-			} else if at, young := e.replacesUnscraped(next.idx, now); young {
+			} else if at, young := e.replacesUnscraped(next.idx, now); young && !next.deferred && !lim.saturated() && sched.deferTo(*next, at) {
+				// Not while the upstream is saturated: every poll is late
+				// then, and held-back polls would crowd out others.
 				<-slots
 				lim.release(epoch, 0, false)
 				e.tel.deferred.Inc()
-				sched.deferTo(*next, at)
 			} else {
 				p := pending{j: *next, pk: e.pkOf(next.idx), sentAt: now, epoch: epoch}
 				fifo <- p // never blocks: fifo holds as many as slots

@@ -14,6 +14,8 @@ type job struct {
 	attempt uint8
 	cycle   int64
 	slot    time.Time // when the schedule wanted the first attempt
+	// deferred: held back so as not to replace a young sample (deferTo).
+	deferred bool
 }
 
 // maxTick bounds how long the dispatcher sleeps, so that due retries go out
@@ -325,7 +327,14 @@ func (s *scheduler) sendDueRetries(ctx context.Context, now time.Time) bool {
 }
 
 // expire gives up a job that can no longer end before the pk is due again.
+// A deferred job (deferTo) that runs out of time loses nothing: its pk has
+// a sample from within this interval, the one it waited for, so the pk
+// counts as polled and nothing as expired.
 func (s *scheduler) expire(j job, now time.Time) {
+	if j.deferred {
+		s.complete(j, true, now)
+		return
+	}
 	if s.onExpire != nil {
 		s.onExpire(1)
 	}
@@ -366,22 +375,26 @@ func (s *scheduler) retryAt(j job, now time.Time) bool {
 		return false // it would collide with the pk's next scheduled poll
 	}
 	j.attempt++
+	j.deferred = true
 	s.rmu.Lock()
 	heap.Push(&s.retryQ, retryItem{at: at, job: j})
 	s.rmu.Unlock()
 	return true
 }
 
-// deferTo sends j out at at instead of now, without spending an attempt;
-// if it could then no longer end in time it is given up as expired.
-func (s *scheduler) deferTo(j job, at time.Time) {
+// deferTo queues j to go out at at instead of now, without spending an
+// attempt, and reports true; when it could then no longer end before the
+// pk's next slot it queues nothing and reports false (better sent now
+// than not at all).
+func (s *scheduler) deferTo(j job, at time.Time) bool {
 	if s.expired(j, at) {
-		s.expire(j, at)
-		return
+		return false
 	}
+	j.deferred = true
 	s.rmu.Lock()
 	heap.Push(&s.retryQ, retryItem{at: at, job: j})
 	s.rmu.Unlock()
+	return true
 }
 
 // requeue sends a job that was never answered (its connection failed
