@@ -375,7 +375,6 @@ func (s *scheduler) retryAt(j job, now time.Time) bool {
 		return false // it would collide with the pk's next scheduled poll
 	}
 	j.attempt++
-	j.deferred = true
 	s.rmu.Lock()
 	heap.Push(&s.retryQ, retryItem{at: at, job: j})
 	s.rmu.Unlock()
