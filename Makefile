@@ -34,7 +34,7 @@ VM_PKG   := github.com/VictoriaMetrics/VictoriaMetrics/app
 # with the root module's); test and lint cover them too.
 SUBMODULES := $(patsubst %/go.mod,%,$(wildcard grafana/plugin/go.mod deploy/validate/go.mod))
 
-.PHONY: help build tools test fuzz chaos bench bench-scale bench-stack bench-storage bench-rankd-http lint run loadtest clean plugin plugin-validate
+.PHONY: help build tools test fuzz chaos bench bench-gains-vm bench-scale bench-stack bench-storage bench-rankd-http lint run loadtest clean plugin plugin-validate
 
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'

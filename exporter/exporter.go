@@ -422,10 +422,25 @@ func (e *Exporter) cycleDone(r CycleReport) {
 		"coverage", fmt.Sprintf("%.4f", r.Coverage()), "duration", r.Duration.Round(time.Millisecond)}
 	if b := e.Bottlenecks(); len(b) > 0 {
 		attrs = append(attrs, "bottleneck", strings.Join(b, "; "))
+	} else if down := e.downUpstreams(); len(down) > 0 && r.Failed+r.Missed > 0 {
+		attrs = append(attrs, "bottleneck", strings.Join(down, "; "))
 	} else if r.Missed > 0 {
 		attrs = append(attrs, "bottleneck", exporterBound)
 	}
 	e.log.Log(context.Background(), lvl, "cycle done", attrs...)
+}
+
+// downUpstreams names each upstream that is down (upstream_up 0: 10 or
+// more consecutive failed polls): its pks fail or are missed however fast
+// the exporter is, so the exporter is not to blame.
+func (e *Exporter) downUpstreams() []string {
+	var out []string
+	for _, up := range e.upstreams {
+		if n := up.consecutiveFailures.Load(); n >= 10 {
+			out = append(out, fmt.Sprintf("upstream %s is down (%d polls in a row failed): check it and the network to it", up.URL, n))
+		}
+	}
+	return out
 }
 
 // exporterBound names the exporter as the bottleneck: it fell behind while

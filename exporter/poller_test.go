@@ -83,7 +83,10 @@ func TestStalledUpstreamHoldsUpOnlyItsOwnPKs(t *testing.T) {
 		}
 		mu.Unlock()
 	})
-	e := runFor(t, connTestConfig([]string{good, "http://" + ln.Addr().String()}, max, 4), 2)
+	cfg := connTestConfig([]string{good, "http://" + ln.Addr().String()}, max, 4)
+	var logs lockedBuffer
+	cfg.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	e := runFor(t, cfg, 2)
 	healthy := 0
 	for i := range e.store.Len() {
 		if e.upstreamFor(e.store.pks.PK(i)) == 0 {
@@ -103,6 +106,34 @@ func TestStalledUpstreamHoldsUpOnlyItsOwnPKs(t *testing.T) {
 	if v := e.tel.inflight; v == nil {
 		t.Fatal("no in-flight gauge")
 	}
+	// The cycle line blames the stalled upstream, not the exporter's CPU.
+	var line string
+	for _, l := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(l, `msg="cycle done"`) && strings.Contains(l, "cycle=1 ") {
+			line = l
+		}
+	}
+	if want := "upstream http://" + ln.Addr().String() + " is down"; !strings.Contains(line, want) || strings.Contains(line, "CPU") {
+		t.Fatalf("cycle log line %q: want it to say %q and not blame the exporter's CPU", line, want)
+	}
+}
+
+// lockedBuffer is a bytes.Buffer for a logger written from many goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // pipelineProbe is an HTTP/1.1 server that answers like Mockstagram and
