@@ -184,8 +184,13 @@ func TestSaturatedUpstreamBesideFastOne(t *testing.T) {
 			gaugeValue(tel, "mockstagram_exporter_upstream_saturated", "upstream", fastURL); a != 1 || b != 0 {
 			t.Fatalf("saturated: slow %v, fast %v", a, b)
 		}
-		if v := gaugeValue(tel, "mockstagram_exporter_polls_expired_total"); v != 0 {
-			t.Errorf("%v polls expired", v)
+		// A retry of one of the saturated upstream's few failed polls waits
+		// for the same limit as every other poll (no storm), and may then
+		// run out of its interval and be given up: expired polls stay a
+		// trace, at most one per thousand of its successes.
+		ok := gaugeValue(tel, "mockstagram_exporter_polls_total", "upstream", slowURL, "outcome", "success")
+		if v := gaugeValue(tel, "mockstagram_exporter_polls_expired_total"); ok <= 0 || v < 0 || v > ok/1000 {
+			t.Errorf("%v polls expired against %v successes of the saturated upstream", v, ok)
 		}
 		fastPKs, stale := 0, 0
 		followers := byPK(t, s.scrape(t, "/metrics", false)["mockstagram_influencer_followers"])
