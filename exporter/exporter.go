@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/pkrange"
 )
 
@@ -273,6 +275,21 @@ func (e *Exporter) Run(ctx context.Context) {
 	if e.cfg.StateDir != "" {
 		e.saveAndReport("shutdown")
 	}
+}
+
+// Polled returns the successful polls since the start, all upstreams: the
+// mockstagram_exporter_polls_total{outcome="success"} of /telemetry. Read
+// after Run has returned, it is the number of samples a lossless pipeline
+// stores for this shard (the stop logs it; bench-stack counts them back).
+func (e *Exporter) Polled() int64 {
+	var n float64
+	for u := range e.tel.polls {
+		var m dto.Metric
+		if err := e.tel.polls[u][OK].Write(&m); err == nil {
+			n += m.GetCounter().GetValue()
+		}
+	}
+	return int64(n)
 }
 
 // progress sums the current cycle's dispatch progress over the upstreams.

@@ -329,6 +329,14 @@ func testFaults(t *testing.T, pipeline int) {
 				if n := gaugeValue(tel, "mockstagram_exporter_poll_retries_total"); n <= 0 {
 					t.Fatal("no retry counted")
 				}
+				// The total the stop logs (and bench-stack counts stored
+				// samples against) is the telemetry's successes, faults
+				// and retries left out.
+				s.StopPolling()
+				tel = s.scrape(t, "/telemetry", false)
+				if got, want := s.E.Polled(), gaugeValue(tel, "mockstagram_exporter_polls_total", "outcome", "success"); float64(got) != want || (minCoverage > 0 && got < 800) {
+					t.Fatalf("Polled() = %d after the stop; /telemetry counts %v successful polls (2 cycles of 400 at least)", got, want)
+				}
 			})
 		})
 	}

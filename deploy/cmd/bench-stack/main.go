@@ -3,8 +3,12 @@
 // default), lets it settle, then samples every process's CPU and RSS from
 // /proc, VictoriaMetrics' rows ingested against the exporters' successful
 // polls, vmalert's rule evaluation times, VictoriaMetrics' rollup cache
-// resets and the alerts firing, and finally times the dashboards' queries.
-// It prints a table (medians over the sampling intervals) and writes JSON.
+// resets and the alerts firing, and times the dashboards' queries. Last
+// it stops the pipeline as an operator does (SIGINT) and counts every
+// follower and following sample VictoriaMetrics stored against the
+// successful polls the exporters logged at their stop: a lossless pipeline
+// stores exactly one of each per poll. It prints a table (medians over the
+// sampling intervals) and writes JSON.
 //
 // The launcher, binaries and victoria/ directory are flags, so that an
 // older checkout built into another directory is measured the same way
@@ -46,6 +50,7 @@ type cli struct {
 	Measure     time.Duration `name:"measure" default:"8m" help:"Length of the measured window."`
 	Every       time.Duration `name:"every" default:"30s" help:"Sampling interval inside the window; figures are medians over these intervals."`
 	Queries     int           `name:"queries" default:"5" help:"Times each dashboard query is run after the window."`
+	Count       bool          `name:"count" default:"true" negatable:"" help:"Stop the pipeline at the end and count the stored samples against the successful polls (--no-count: leave it to the deferred stop)."`
 	JSON        string        `name:"json" help:"Also write the results here."`
 }
 
@@ -78,6 +83,21 @@ type Result struct {
 	CacheResetsPerMin float64                `json:"rollup_cache_resets_per_minute"`
 	Firing            []string               `json:"firing_alerts"`
 	Queries           []QueryResult          `json:"dashboard_queries"`
+	Count             *CountResult           `json:"stored_vs_polled,omitempty"`
+}
+
+// CountResult is the whole run's stored samples against its successful
+// polls, counted after a clean stop.
+type CountResult struct {
+	Polled         string // how long the exporters polled, start to stop
+	Polls          int64  // successful polls, all shards, from their stop lines
+	Followers      int64  // follower samples VictoriaMetrics stored
+	Following      int64  // following samples
+	FinalScrapes   int    // shards that logged their final scrape done
+	StopSeconds    float64
+	LostFollowers  int64 // Polls - Followers
+	LostFollowing  int64
+	ShardsReported int
 }
 
 // ProcResult is one process over the window.
@@ -139,6 +159,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		case <-time.After(time.Second):
 		}
 	}
+	up := time.Now()
 	fmt.Fprintf(out, "pipeline up; warming up for %s\n", c.Warmup)
 	if err := sleep(ctx, launcher, c.Warmup); err != nil {
 		return err
@@ -164,6 +185,12 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		return err
 	}
 	r.Queries = timeQueries(ctx, u.vm(), c.Queries)
+	if c.Count {
+		fmt.Fprintf(out, "stopping the pipeline (SIGINT) to count the stored samples against the successful polls...\n")
+		if r.Count, err = count(ctx, c, launcher, up); err != nil {
+			return err
+		}
+	}
 	print(out, r)
 	if c.JSON != "" {
 		b, _ := json.MarshalIndent(r, "", "  ")
@@ -478,5 +505,11 @@ func print(out io.Writer, r Result) {
 	fmt.Fprintf(out, "\n| dashboard query (24 h, 1 m step) | first ms | median ms of the rest |\n|---|---|---|\n")
 	for _, q := range r.Queries {
 		fmt.Fprintf(out, "| `%s` | %.1f | %.1f |\n", q.Query, q.FirstMs, q.MedianMs)
+	}
+	if n := r.Count; n != nil {
+		fmt.Fprintf(out, "\nstored against polled, the whole run (%s of polling, then a clean stop in %.1f s, %d of %d shards' final scrapes done):\n",
+			n.Polled, n.StopSeconds, n.FinalScrapes, r.Shards)
+		fmt.Fprintf(out, "  successful polls %d; stored follower samples %d (lost %d), following samples %d (lost %d)\n",
+			n.Polls, n.Followers, n.LostFollowers, n.Following, n.LostFollowing)
 	}
 }
