@@ -105,7 +105,7 @@ loadtest: build ## measure one exporter polling 1M influencers a minute (ARGS='.
 chaos: build ## kill and break every part of a 100k pipeline, measure recovery and loss (root; about 20 min, ARGS=--short about 12)
 	$(BIN)/mockstagram-chaos $(ARGS)
 
-bench-stack: build ## measure the whole pipeline at 1M per process: CPU, RSS, rows per poll, rule times, cache resets, alerts, dashboard queries (about 14 minutes; ARGS='...'; JSON in data/bench-stack/)
+bench-stack: build ## measure the whole pipeline at 1M per process: CPU, RSS, rows per poll, rule times, cache resets, alerts, dashboard queries, then stored samples against successful polls after a clean stop (about 16 minutes; ARGS='...'; JSON in data/bench-stack/)
 	$(BIN)/bench-stack --json=data/bench-stack/result.json $(ARGS)
 
 bench-storage: build ## measure VictoriaMetrics' disk use: 100k influencers x 1 day of synthetic history imported and merged, extrapolated to 1M for a day, month and year, and the hourly tier (ARGS='...'; JSON in data/bench-storage/)
