@@ -63,6 +63,17 @@ type Upstream struct {
 	noPipeline          atomic.Bool // it closed a connection after an answer: one request per connection
 }
 
+// downAfter is how many polls in a row must fail for an upstream to count
+// as down (upstream_up 0, the landing page, the cycle log line), until one
+// succeeds.
+const downAfter = 10
+
+// down reports whether the upstream is down, and its failures in a row.
+func (u *Upstream) down() (bool, int64) {
+	n := u.consecutiveFailures.Load()
+	return n >= downAfter, n
+}
+
 // NewUpstream parses a base URL such as http://mockstagram:3000.
 func NewUpstream(base string, tlsConfig *tls.Config) (*Upstream, error) {
 	u, err := url.Parse(base)

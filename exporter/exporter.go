@@ -447,13 +447,13 @@ func (e *Exporter) cycleDone(r CycleReport) {
 	e.log.Log(context.Background(), lvl, "cycle done", attrs...)
 }
 
-// downUpstreams names each upstream that is down (upstream_up 0: 10 or
-// more consecutive failed polls): its pks fail or are missed however fast
+// downUpstreams names each upstream that is down (upstream_up 0: downAfter
+// or more consecutive failed polls): its pks fail or are missed however fast
 // the exporter is, so the exporter is not to blame.
 func (e *Exporter) downUpstreams() []string {
 	var out []string
 	for _, up := range e.upstreams {
-		if n := up.consecutiveFailures.Load(); n >= 10 {
+		if down, n := up.down(); down {
 			out = append(out, fmt.Sprintf("upstream %s is down (%d polls in a row failed): check it and the network to it", up.URL, n))
 		}
 	}

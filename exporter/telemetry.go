@@ -1,6 +1,7 @@
 package exporter
 
 import (
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -81,10 +82,10 @@ func newTelemetry(upstreams []*Upstream, limiters []*limiter, owned int, interva
 		up := up
 		f(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Namespace: namespace, Name: "upstream_up",
-			Help:        "1 while the upstream answers; 0 after 10 consecutive failed polls, until one succeeds.",
+			Help:        fmt.Sprintf("1 while the upstream answers; 0 after %d consecutive failed polls, until one succeeds.", downAfter),
 			ConstLabels: prometheus.Labels{"upstream": up.URL},
 		}, func() float64 {
-			if up.consecutiveFailures.Load() >= 10 {
+			if down, _ := up.down(); down {
 				return 0
 			}
 			return 1

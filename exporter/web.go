@@ -212,10 +212,10 @@ func (e *Exporter) serveLanding(w http.ResponseWriter, _ *http.Request, metricsP
 	}
 	var ups []upView
 	for i, u := range e.upstreams {
-		n := u.consecutiveFailures.Load()
+		down, n := u.down()
 		st := e.limiters[i].status()
 		st.Delay = st.Delay.Round(100 * time.Microsecond)
-		ups = append(ups, upView{URL: u.URL, Up: n < 10, Failures: n, limiterStatus: st})
+		ups = append(ups, upView{URL: u.URL, Up: !down, Failures: n, limiterStatus: st})
 	}
 	progress := 100.0
 	if pks.Len > 0 {

@@ -1,7 +1,6 @@
 package rankd
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"log/slog"
@@ -124,17 +123,10 @@ func BenchmarkMovers1M(b *testing.B) {
 // with new counts for the twelfth of their influencers polled since (a 5 s
 // refresh of 1-minute polls): a step of sigma 10,000 followers.
 func churningExporters(b *testing.B) []string {
-	const shards = 4
-	r := rand.New(rand.NewPCG(1, 2))
 	var urls []string
-	for k := range shards {
-		var body bytes.Buffer
-		h := snapwire.Header{First: 1_000_000 + int64(k), Step: shards, N: benchN / shards}
-		if err := snapwire.Write(&body, h, func(i int) snapwire.Record { return simulatorRecord(r, k+i*shards) }); err != nil {
-			b.Fatal(err)
-		}
-		data := body.Bytes()
-		n, reads := int(h.N), 0
+	for k, sh := range benchShards(b) {
+		data := sh.body
+		n, reads := int(sh.h.N), 0
 		rs := rand.New(rand.NewPCG(uint64(k), 3))
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 			part := reads % 12

@@ -44,6 +44,30 @@ func simulatorLike(n int) *Snapshot {
 }
 
 // BenchmarkBuild1M is the ordering part of a refresh of 1M influencers.
+// benchShard is one of four exporter-like shards of the benchN
+// simulator-like influencers, as its /snapshot body.
+type benchShard struct {
+	h    snapwire.Header
+	body []byte
+}
+
+// benchShards are the four shards the refresh benchmarks serve, the same
+// influencers every time.
+func benchShards(b *testing.B) []benchShard {
+	const shards = 4
+	r := rand.New(rand.NewPCG(1, 2))
+	var out []benchShard
+	for k := range shards {
+		var body bytes.Buffer
+		h := snapwire.Header{First: 1_000_000 + int64(k), Step: shards, N: benchN / shards}
+		if err := snapwire.Write(&body, h, func(i int) snapwire.Record { return simulatorRecord(r, k+i*shards) }); err != nil {
+			b.Fatal(err)
+		}
+		out = append(out, benchShard{h, body.Bytes()})
+	}
+	return out
+}
+
 func BenchmarkBuild1M(b *testing.B) {
 	s := simulatorLike(benchN)
 	var sc buildScratch // kept between refreshes, as the server does
@@ -74,16 +98,9 @@ func BenchmarkLookup1M(b *testing.B) {
 // and rankd's live heap per influencer after the refreshes (both
 // snapshots, the sort buffer and everything else the server holds).
 func BenchmarkRefresh1M(b *testing.B) {
-	const shards = 4
-	r := rand.New(rand.NewPCG(1, 2))
 	var urls []string
-	for k := range shards {
-		var body bytes.Buffer
-		h := snapwire.Header{First: 1_000_000 + int64(k), Step: shards, N: benchN / shards}
-		if err := snapwire.Write(&body, h, func(i int) snapwire.Record { return simulatorRecord(r, k+i*shards) }); err != nil {
-			b.Fatal(err)
-		}
-		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(body.Bytes()) }))
+	for _, sh := range benchShards(b) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(sh.body) }))
 		b.Cleanup(srv.Close)
 		urls = append(urls, srv.URL)
 	}
