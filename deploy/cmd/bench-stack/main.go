@@ -98,6 +98,7 @@ type CountResult struct {
 	LostFollowers  int64 // Polls - Followers
 	LostFollowing  int64
 	ShardsReported int
+	NotCounted     string `json:",omitempty"` // why the count could not be taken
 }
 
 // ProcResult is one process over the window.
@@ -506,7 +507,9 @@ func print(out io.Writer, r Result) {
 	for _, q := range r.Queries {
 		fmt.Fprintf(out, "| `%s` | %.1f | %.1f |\n", q.Query, q.FirstMs, q.MedianMs)
 	}
-	if n := r.Count; n != nil {
+	if n := r.Count; n != nil && n.NotCounted != "" {
+		fmt.Fprintf(out, "\nstored against polled: not counted: %s\n", n.NotCounted)
+	} else if n != nil {
 		fmt.Fprintf(out, "\nstored against polled, the whole run (%s of polling, then a clean stop in %.1f s, %d of %d shards' final scrapes done):\n",
 			n.Polled, n.StopSeconds, n.FinalScrapes, r.Shards)
 		fmt.Fprintf(out, "  successful polls %d; stored follower samples %d (lost %d), following samples %d (lost %d)\n",
