@@ -1383,15 +1383,7 @@ func importHistory(t *testing.T, vm *vmtest.Proc, r pkrange.Range, windows []ran
 			fmt.Fprintf(&b, "mockstagram_influencer_following{pk=\"%d\"} %d %d\n", pk, 900+pk%5, now.Add(-ago).UnixMilli())
 		}
 	}
-	resp, err := http.Post(vm.URL+"/api/v1/import/prometheus", "text/plain", &b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("import history: HTTP %d", resp.StatusCode)
-	}
-	vm.Flush(t)
+	vm.Import(t, "/api/v1/import/prometheus", &b)
 }
 
 // waitForData waits until the series the dashboards read have enough

@@ -178,14 +178,7 @@ func BenchmarkRefreshGains1M(b *testing.B) {
 			}
 			s.Refresh(context.Background())
 			s.Refresh(context.Background()) // both snapshots hold gains
-			cpu0 := cpuTime()
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				s.Refresh(context.Background())
-			}
-			b.StopTimer()
-			b.ReportMetric(float64((cpuTime()-cpu0).Milliseconds())/float64(b.N), "cpu-ms/refresh")
+			refreshLoop(b, s)
 			snap := s.Snapshot()
 			if !snap.Complete || snap.Count != benchN || (nw > 0 && snap.gains[0].Count() < benchN*9/10) {
 				b.Fatalf("snapshot of %d influencers, complete %v", snap.Count, snap.Complete)

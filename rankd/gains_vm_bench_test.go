@@ -88,16 +88,7 @@ func BenchmarkBaselineRead1M(b *testing.B) {
 		}
 		pw.CloseWithError(w.Flush())
 	}()
-	resp, err := http.Post(vm.URL+"/api/v1/import", "application/json", pr)
-	if err != nil {
-		b.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		b.Fatalf("import: HTTP %d", resp.StatusCode)
-	}
-	vm.Flush(b)
+	vm.Import(b, "/api/v1/import", pr)
 	b.Logf("imported %d samples of %d series in %s", 14*vmBenchN, 2*vmBenchN, time.Since(t0).Round(time.Second))
 
 	s, err := New(Config{Sources: []string{"http://127.0.0.1:1"}, Refresh: time.Second, Timeout: time.Second, Logger: slog.New(slog.DiscardHandler),

@@ -5,10 +5,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -85,16 +83,7 @@ func TestGainsFromVictoria(t *testing.T) {
 			}
 		}
 	}
-	resp, err := http.Post(vm.URL+"/api/v1/import/prometheus", "text/plain", &body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("import: HTTP %d", resp.StatusCode)
-	}
-	vm.Flush(t)
+	vm.Import(t, "/api/v1/import/prometheus", &body)
 
 	// What the stored samples give: the last sample of each metric in
 	// (t0 - lookback, t0], for every pk with both.

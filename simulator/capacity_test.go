@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
-
-	"github.com/mockstagram-exporter/mockstagram-exporter/internal/memnet"
 )
 
 // fasthttp's Date-header goroutine starts on first use and never ends;
@@ -64,19 +62,10 @@ func TestCapacityQueues(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		cfg := testConfig()
 		cfg.Capacity = 100
-		s, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := memnet.New()
-		ln := n.ListenUnique("sim")
-		t.Cleanup(func() { time.Sleep(15 * time.Second) }) // fasthttp's pool cleaner, free on the fake clock
-		go s.Serve(ln)
-		t.Cleanup(func() { s.Shutdown() })
+		n, base := serveInBubble(t, cfg)
 		tr := &http.Transport{DialContext: n.Dial, MaxConnsPerHost: 64}
 		defer tr.CloseIdleConnections()
 		c := &http.Client{Transport: tr}
-		base := "http://" + ln.Addr().String()
 		do := func(method, path string) (int, string) {
 			req, _ := http.NewRequestWithContext(context.Background(), method, base+path, nil)
 			resp, err := c.Do(req)

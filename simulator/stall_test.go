@@ -11,24 +11,33 @@ import (
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/memnet"
 )
 
+// serveInBubble starts a simulator of cfg on an in-memory network, inside
+// the caller's synctest bubble, and shuts it down at the test's end; base
+// is its URL on n.
+func serveInBubble(t *testing.T, cfg Config) (n *memnet.Network, base string) {
+	t.Helper()
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n = memnet.New()
+	ln := n.ListenUnique("sim")
+	t.Cleanup(func() { time.Sleep(15 * time.Second) }) // fasthttp's pool cleaner, free on the fake clock
+	go s.Serve(ln)
+	t.Cleanup(func() { s.Shutdown() })
+	return n, "http://" + ln.Addr().String()
+}
+
 // TestStall: a GET that arrives during a stall is answered when it ends,
 // one after it at once; the admin route starts, reads and ends a stall.
 func TestStall(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		s, err := New(testConfig())
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := memnet.New()
-		ln := n.ListenUnique("sim")
-		t.Cleanup(func() { time.Sleep(15 * time.Second) }) // fasthttp's pool cleaner, free on the fake clock
-		go s.Serve(ln)
-		t.Cleanup(func() { s.Shutdown() })
+		n, base := serveInBubble(t, testConfig())
 		tr := &http.Transport{DialContext: n.Dial}
 		defer tr.CloseIdleConnections()
 		c := &http.Client{Transport: tr}
 		do := func(method, path string) (int, string) {
-			req, _ := http.NewRequestWithContext(context.Background(), method, "http://"+ln.Addr().String()+path, nil)
+			req, _ := http.NewRequestWithContext(context.Background(), method, base+path, nil)
 			resp, err := c.Do(req)
 			if err != nil {
 				t.Fatal(err)

@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -363,25 +362,12 @@ func TestJumpAlertFiresForThatPKOnly(t *testing.T) {
 	vmalert := vmtest.Run(t, stack.VMAlert{Datasource: vm.URL, Rules: rules, NoDelay: true, LogLevel: "WARN"})
 	firing := map[string][]string{}
 	waitFor(t, 60*time.Second, "InfluencerFollowerJump and InfluencerFollowingSpike to fire", func() bool {
-		resp, err := http.Get(vmalert.URL + "/api/v1/alerts")
+		alerts, err := victoria.Alerts(nil, vmalert.URL)
 		if err != nil {
 			return false
 		}
-		defer resp.Body.Close()
-		var body struct {
-			Data struct {
-				Alerts []struct {
-					Name   string `json:"name"`
-					State  string `json:"state"`
-					Labels map[string]string
-				}
-			}
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-			return false
-		}
 		firing = map[string][]string{}
-		for _, a := range body.Data.Alerts {
+		for _, a := range alerts {
 			if a.State == "firing" {
 				firing[a.Name] = append(firing[a.Name], a.Labels["pk"])
 			}

@@ -189,6 +189,27 @@ func (p *Proc) Export(t testing.TB, match string, start, end time.Time) []Series
 	return out
 }
 
+// Import posts body to an import path (/api/v1/import for JSON lines,
+// /api/v1/import/prometheus for the text format), fails t unless it is
+// taken whole, and flushes it so that it is searchable at once.
+func (p *Proc) Import(t testing.TB, path string, body io.Reader) {
+	t.Helper()
+	ctype := "text/plain"
+	if path == "/api/v1/import" {
+		ctype = "application/json"
+	}
+	resp, err := http.Post(p.URL+path, ctype, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("import into %s: HTTP %d: %s", path, resp.StatusCode, msg)
+	}
+	p.Flush(t)
+}
+
 // Flush makes recently ingested samples searchable at once.
 func (p *Proc) Flush(t testing.TB) {
 	t.Helper()

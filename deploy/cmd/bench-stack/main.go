@@ -36,6 +36,7 @@ import (
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/proc"
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/promtext"
+	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
 )
 
 type cli struct {
@@ -182,7 +183,7 @@ func run(ctx context.Context, c *cli, out io.Writer) error {
 		}
 	}
 	r := summarize(c, samples)
-	if r.Firing, err = firing(u.vmalert() + "/api/v1/alerts"); err != nil {
+	if r.Firing, err = firing(u.vmalert()); err != nil {
 		return err
 	}
 	r.Queries = timeQueries(ctx, u.vm(), c.Queries)
@@ -406,26 +407,13 @@ func summarize(c *cli, ss []sample) Result {
 }
 
 // firing lists the alerts firing now, as name{pk or instance} (scope).
-func firing(api string) ([]string, error) {
-	resp, err := http.Get(api)
+func firing(vmalert string) ([]string, error) {
+	alerts, err := victoria.Alerts(nil, vmalert)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read vmalert's alerts: %w", err)
-	}
-	defer resp.Body.Close()
-	var body struct {
-		Data struct {
-			Alerts []struct {
-				Name   string            `json:"name"`
-				State  string            `json:"state"`
-				Labels map[string]string `json:"labels"`
-			} `json:"alerts"`
-		} `json:"data"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("cannot decode vmalert's alerts: %w", err)
+		return nil, err
 	}
 	var out []string
-	for _, a := range body.Data.Alerts {
+	for _, a := range alerts {
 		if a.State == "firing" {
 			out = append(out, fmt.Sprintf("%s (%s) %v", a.Name, a.Labels["scope"], a.Labels))
 		}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/mockstagram-exporter/mockstagram-exporter/internal/promtext"
+	"github.com/mockstagram-exporter/mockstagram-exporter/victoria"
 )
 
 // observe reads every exporter's successful polls once a second, so that
@@ -347,26 +348,13 @@ func (a *alertWatch) run(ctx context.Context) {
 			return
 		case <-time.After(2 * time.Second):
 		}
-		var r struct {
-			Data struct {
-				Alerts []struct {
-					Name  string `json:"name"`
-					State string `json:"state"`
-				} `json:"alerts"`
-			} `json:"data"`
-		}
-		resp, err := a.client.Get(a.url + "/api/v1/alerts")
+		alerts, err := victoria.Alerts(a.client, a.url)
 		if err != nil {
 			continue // vmalert down (a fault): keep the last states
 		}
-		err = json.NewDecoder(resp.Body).Decode(&r)
-		resp.Body.Close()
-		if err != nil {
-			continue
-		}
 		now := time.Now()
 		seen := map[string]string{}
-		for _, al := range r.Data.Alerts {
+		for _, al := range alerts {
 			if al.State == "firing" || seen[al.Name] == "" {
 				seen[al.Name] = al.State
 			}
