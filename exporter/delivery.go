@@ -33,9 +33,10 @@ import (
 // handed to the kernel, and the last few MB of socket buffers are still
 // to be read and parsed by the scraper when the write returns; the other
 // half of the timeout is its margin to do so (12 s at the 25 s of
-// victoria/scrape.yml, where a 1M slice is written in about a second). What the exporter cannot see is a
-// body read whole and then discarded by the scraper (a scraper that
-// crashes before storing it): that body is not served again.
+// victoria/scrape.yml, where a 1M slice is written in about a second).
+// What the exporter cannot see is a body read whole and then discarded by
+// the scraper (a scraper that crashes before storing it): that body is
+// not served again.
 //
 // The scraper must not write staleness markers for series absent from a
 // scrape (no_stale_markers: true in the scrape config): absence means
